@@ -1,0 +1,95 @@
+"""The one interface every layer-selection method implements: a signal and a rule.
+
+A *signal* scores each decoder layer (gradient norms, weight norms, a previous run's frequencies...);
+a *rule* turns the scores into the layers to train in the next step. :class:`Strategy` pairs them and is
+all the training callback talks to, so a new method is a new signal or rule, never a new callback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from torch import nn
+
+from ..adapters import LayerMap
+
+
+@dataclass
+class SelectionContext:
+    """What signals may look at. ``last_batch`` is the latest training batch, for signals that need a
+    forward of their own (IST); the callback keeps it current."""
+
+    model: nn.Module
+    layers: LayerMap
+    rng: np.random.Generator
+    last_batch: dict | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return self.layers.n_layers
+
+
+class Signal(Protocol):
+    def setup(self, ctx: SelectionContext) -> None: ...
+
+    def scores(self, step: int, ctx: SelectionContext) -> np.ndarray | None:
+        """Host copy of the current scores, taken once per step before the rule runs."""
+
+    def observe(self, step: int, active: list[int], ctx: SelectionContext) -> None:
+        """After backward, before the optimizer: refresh what this step measured (on the device)."""
+
+    def close(self) -> None: ...
+
+
+class Rule(Protocol):
+    def select(self, step: int, scores: np.ndarray | None, ctx: SelectionContext
+               ) -> tuple[list[int], np.ndarray | None]:
+        """Return (active layers, the scores the rule actually used, for the log)."""
+
+
+class NoSignal:
+    """For rules that need no scores (all, fixed, random, LISA, replay)."""
+
+    def setup(self, ctx):
+        pass
+
+    def scores(self, step, ctx):
+        return None
+
+    def observe(self, step, active, ctx):
+        pass
+
+    def close(self):
+        pass
+
+
+@dataclass
+class Strategy:
+    """A named signal + rule, plus what the method needs from the parameter setup.
+
+    ``adapter`` forces an adapter kind (``full`` needs ``none``); ``default_adapter`` is used only when
+    the user named none; ``train_outside_blocks`` keeps embeddings and final norm trainable (LISA).
+    """
+
+    name: str
+    signal: Signal
+    rule: Rule
+    adapter: str | None = None
+    default_adapter: str | None = None
+    train_outside_blocks: bool = False
+
+    def setup(self, ctx: SelectionContext) -> None:
+        self.signal.setup(ctx)
+
+    def choose(self, step: int, ctx: SelectionContext) -> tuple[list[int], list[float] | None]:
+        scores = self.signal.scores(step, ctx)
+        active, seen = self.rule.select(step, scores, ctx)
+        return sorted(active), (None if seen is None else [float(s) for s in seen])
+
+    def observe(self, step: int, active: list[int], ctx: SelectionContext) -> None:
+        self.signal.observe(step, active, ctx)
+
+    def close(self) -> None:
+        self.signal.close()
