@@ -87,6 +87,10 @@ class VarianceSplitRule:
             kept = {layer: kept[layer] for layer in chosen}
         return sorted(kept)
 
+    def select(self, step, scores, ctx):
+        seen = self.prepare(np.asarray(scores, dtype=np.float64), ctx.rng)
+        return self.choose(seen), seen
+
 
 def parse_layer_list(spec: str, n_layers: int) -> list[int]:
     """'0-3,7,-1' -> sorted unique indices; negative indices count from the top; 'topK'/'bottomK'/'midK'."""
@@ -124,10 +128,6 @@ def _index(value: int, n: int, part: str) -> int:
     if not 0 <= index < n:
         raise RevtuneError(f"layer '{part}' is outside the model's layers 0-{n - 1}", field="select")
     return index
-
-    def select(self, step, scores, ctx):
-        seen = self.prepare(np.asarray(scores, dtype=np.float64), ctx.rng)
-        return self.choose(seen), seen
 
 
 class AllRule:

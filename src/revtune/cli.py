@@ -1,0 +1,41 @@
+"""``revtune``: a table from subcommand to the module that runs it; each module parses its own flags.
+
+User errors (:class:`RevtuneError`) print one line and exit with code 2; nothing else is caught.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .commands import predict, train
+from .errors import RevtuneError
+
+COMMANDS = {
+    "train": train,
+    "predict": predict,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="revtune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except RevtuneError as exc:
+        print(f"revtune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"revtune {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""revtune predict: classify revision pairs with a finished intent run."""
+HELP = "predict the intentions of (before, after) pairs with a trained run (never retrains)"
+
+
+def add_arguments(parser):
+    parser.add_argument("--run", required=True, help="run directory written by revtune train")
+    parser.add_argument("--input", required=True, help="JSONL/CSV with before and after fields")
+    parser.add_argument("--out", required=True, help="JSONL file to write")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..predict import load_run_model, predict_intents, read_pairs
+    from ..rundir import check_output, write_jsonl
+
+    records = read_pairs(args.input)
+    out = Path(args.out)
+    check_output(out, overwrite=True)
+    model, tokenizer, config = load_run_model(args.run, "intent", args.device)
+    rows = predict_intents(model, tokenizer, config, records, args.batch_size)
+    write_jsonl(out, rows)
+    print(f"revtune: {len(rows)} predictions -> {out}")
+    return 0

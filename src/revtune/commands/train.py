@@ -1,0 +1,16 @@
+"""revtune train: one fine-tuning run into a run directory."""
+HELP = "fine-tune with a layer-selection strategy and write a run directory"
+
+
+def add_arguments(parser):
+    from ..config import add_config_arguments
+
+    add_config_arguments(parser)
+
+
+def run(args) -> int:
+    from ..config import config_from_args
+    from ..training.run import train_run
+
+    train_run(config_from_args(args))
+    return 0

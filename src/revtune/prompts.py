@@ -1,0 +1,50 @@
+"""Model inputs built from a revision: the instruction prompts of METHODS.md, or the plain pair."""
+from __future__ import annotations
+
+from .corpora.record import Revision
+
+ITERATER_LABELS = ("clarity", "fluency", "coherence", "style", "meaning-changed")
+ARGREVISION_LABELS = ("relevant", "irrelevant", "already exists", "LCE", "not LCE", "commentary")
+ARGREVISION_SPELLED = {"LCE": "linked claim evidence", "not LCE": "not linked claim evidence"}
+
+
+def corpus_family(labels: list[str]) -> str:
+    if set(labels) <= set(ITERATER_LABELS):
+        return "iterater"
+    if set(labels) <= set(ARGREVISION_LABELS):
+        return "argrevision"
+    return "generic"
+
+
+def intent_prompt(revision: Revision, labels: list[str], style: str = "instruction") -> str:
+    """Each corpus gets its own prompt on every split (the reference code reused IteraTeR's for
+    ArgRevision at test time; we do not)."""
+    if style == "pair":
+        return f"{revision.before}\n{revision.after}"
+    family = corpus_family(labels)
+    unit = "sentence" if family == "iterater" else "text"
+    if family == "iterater":
+        names = "Clarity, Style, Fluency, Coherence and Meaning-change"
+    else:
+        spelled = [ARGREVISION_SPELLED.get(label, label) for label in labels]
+        names = ", ".join(spelled[:-1]) + f" and {spelled[-1]}" if len(spelled) > 1 else spelled[0]
+    lines = [
+        "### Instruction:",
+        f"Identify the intention of the revision between the original {unit} and the revised {unit}.",
+        f"The possible intentions are: {names}.",
+        "",
+        f"### Original {unit.capitalize()}: {revision.before}",
+        f"### Revised {unit.capitalize()}: {revision.after}",
+    ]
+    if revision.context:
+        lines.insert(4, f"### Context: {revision.context}")
+    return "\n".join(lines)
+
+
+def revise_prompt(before: str, intents) -> str:
+    """Instruction for revision generation; the response follows 'Revised Text:'."""
+    joined = ", ".join(intents)
+    return ("### Instruction:\n"
+            f"Revise the original text to improve its {joined}.\n\n"
+            f"### Original Text: {before}\n"
+            "### Revised Text:")

@@ -1,0 +1,74 @@
+"""Device, dtype, seeding and peak-memory measurement, the same way on CPU and GPU."""
+from __future__ import annotations
+
+import os
+import random
+import resource
+
+import numpy as np
+import torch
+
+from .errors import RevtuneError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RevtuneError(f"unknown device '{name}'", field="device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RevtuneError(f"device '{name}' asked for but CUDA is not available", field="device")
+    return device
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class PeakMemory:
+    """Peak memory of a phase: max allocated on CUDA, peak resident set size on CPU.
+
+    On Linux the RSS high-water mark can be reset (``/proc/self/clear_refs``), so the figure covers only
+    the phase, not model loading; elsewhere it falls back to the process lifetime peak.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            pass
+
+    def peak_bytes(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        try:
+            with open("/proc/self/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def cpu_threads() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
