@@ -91,8 +91,7 @@ def layer_map(model: nn.Module, include_frozen: bool = False) -> LayerMap:
 def resolve_targets(model: nn.Module, requested) -> list[str]:
     """Module-name suffixes to adapt; every requested name must match a Linear inside the blocks."""
     blocks = decoder_blocks(model)
-    linear_names = {name.rsplit(".", 1)[-1] for name, module in blocks[0].named_modules()
-                    if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"}
+    linear_names = {name.rsplit(".", 1)[-1] for name, module in blocks[0].named_modules() if is_linear(module)}
     if requested:
         missing = [t for t in requested if t not in linear_names]
         if missing:
@@ -103,6 +102,18 @@ def resolve_targets(model: nn.Module, requested) -> list[str]:
     return reference or sorted(linear_names)
 
 
+def is_linear(module: nn.Module) -> bool:
+    """nn.Linear, or GPT-2's Conv1D (a linear layer with a transposed weight)."""
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def linear_dims(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    d_in, d_out = module.weight.shape
+    return d_in, d_out
+
+
 class ParallelBottleneck(nn.Module):
     """down (d -> m, Kaiming-uniform) -> tanh -> up (m -> d_out, zeros), added to the wrapped layer's output.
 
@@ -110,14 +121,13 @@ class ParallelBottleneck(nn.Module):
     zero-initialised up projection makes the wrapped model equal to the base at step 0.
     """
 
-    def __init__(self, base: nn.Linear, dim: int, scale: float = 1.0):
+    def __init__(self, base: nn.Module, dim: int, scale: float = 1.0):
         super().__init__()
         self.base = base
         self.scale = scale
-        self.down = nn.Linear(base.in_features, dim, bias=False, dtype=torch.float32,
-                              device=base.weight.device)
-        self.up = nn.Linear(dim, base.out_features, bias=False, dtype=torch.float32,
-                            device=base.weight.device)
+        d_in, d_out = linear_dims(base)
+        self.down = nn.Linear(d_in, dim, bias=False, dtype=torch.float32, device=base.weight.device)
+        self.up = nn.Linear(dim, d_out, bias=False, dtype=torch.float32, device=base.weight.device)
         nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
         nn.init.zeros_(self.up.weight)
 
@@ -169,7 +179,7 @@ def _unfreeze_outside_blocks(model: nn.Module) -> None:
 def _wrap_bottlenecks(model: nn.Module, targets: list[str], dim: int) -> None:
     for block in decoder_blocks(model):
         for name, module in list(block.named_modules()):
-            if name.rsplit(".", 1)[-1] in targets and isinstance(module, nn.Linear):
+            if name.rsplit(".", 1)[-1] in targets and is_linear(module):
                 parent_name, _, child = name.rpartition(".")
                 parent = block.get_submodule(parent_name) if parent_name else block
                 setattr(parent, child, ParallelBottleneck(module, dim))
