@@ -52,7 +52,7 @@ def read_corpus(path: str | PathLike, format: str = "auto", columns: dict | None
         records = parse_tabular(rows, where, columns, label_sep)
     else:
         for name, value in (("columns", columns), ("label_sep", label_sep)):
-            if value is not None:
+            if value:
                 raise RevtuneError(f"applies to the tabular format only; this corpus is read as {format}",
                                    path=where, field=name)
         records = _PARSERS[format](rows, where)

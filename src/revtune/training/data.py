@@ -8,6 +8,7 @@ import torch
 from .. import corpora
 from ..corpora.record import Revision
 from ..errors import RevtuneError
+from ..prompts import corpus_family
 
 
 @dataclass
@@ -33,6 +34,8 @@ def load_splits(config) -> Splits:
         train = read(config.train)
         dev = read(config.dev) if config.dev else None
         test = read(config.test) if config.test else []
+        if dev is None and not test and corpus_family(corpora.label_names(train)) == "argrevision":
+            train, dev, test = corpora.split_three(train, config.seed)  # no public split (METHODS.md §3)
     if dev is None:
         train, dev = corpora.stratified_split(train, config.dev_fraction, config.seed)
     if not train:
