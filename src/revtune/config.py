@@ -18,6 +18,7 @@ from .errors import RevtuneError, did_you_mean
 TASK_CHOICES = ("intent", "revise")
 PROMPTS = ("instruction", "pair")
 DTYPES = ("float32", "bfloat16", "float16")
+DECODINGS = ("greedy", "beam", "sample")
 
 
 def _f(default, help_text, **kw):
@@ -66,6 +67,14 @@ class RunConfig:
     grad_accum: int = _f(1, "gradient accumulation micro-batches")
     eval_every: int = _f(0, "evaluate on dev every N steps (0: about 5 times per run)")
     threshold: str = _f("0.5", "multi-label decision threshold, or 'tune' to pick it on dev")
+    decoding: str = _f("greedy", "revise: greedy, beam (num_beams) or sample (temperature, top_p) decoding")
+    num_beams: int = _f(4, "revise: beams when decoding is beam")
+    temperature: float = _f(0.7, "revise: sampling temperature when decoding is sample")
+    top_p: float = _f(0.9, "revise: nucleus probability mass when decoding is sample")
+    new_tokens_factor: float = _f(1.5, "revise: max new tokens per item = factor x its source tokens")
+    new_tokens_floor: int = _f(16, "revise: at least this many new tokens (short or empty sources)")
+    dev_generate: int = _f(16, "revise: first N dev items generated for dev SARI at each evaluation "
+                               "(the best-dev metric); 0: dev loss only (cheapest)")
     seed: int = _f(171, "random seed (data order, selection draws, new weights)")
     dtype: str = _f("float32", "float32, bfloat16 or float16")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps")
@@ -88,6 +97,13 @@ class RunConfig:
             (self.max_steps > 0 or self.epochs > 0, "max_steps", "give max_steps > 0 or epochs > 0"),
             (self.threshold == "tune" or _is_float(self.threshold), "threshold", "expected a number or 'tune'"),
             (len(self.ir_window) == 2, "ir_window", "expected two numbers, e.g. 0.35,0.65"),
+            (self.decoding in DECODINGS, "decoding", f"expected one of {', '.join(DECODINGS)}"),
+            (self.num_beams >= 1, "num_beams", "expected >= 1"),
+            (self.temperature > 0 and 0 < self.top_p <= 1, "temperature",
+             "expected temperature > 0 and 0 < top_p <= 1"),
+            (self.new_tokens_factor > 0 and self.new_tokens_floor >= 1, "new_tokens_factor",
+             "expected factor > 0 and floor >= 1"),
+            (self.dev_generate >= 0, "dev_generate", "expected >= 0"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -135,7 +151,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] 
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f)
-        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=f.metadata["help"])
+        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=f.metadata["help"].replace("%", "%%"))
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif f.name in ("columns", "upsample"):
@@ -159,13 +175,13 @@ def load_yaml(path: str | Path) -> dict:
                            line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
         raise RevtuneError("expected a mapping of config keys", path=path)
-    names = {f.name for f in dataclasses.fields(RunConfig)}
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     clean = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
-        if name not in names:
-            raise RevtuneError(f"unknown config key: {did_you_mean(name, names)}", path=path, field=str(key))
-        clean[name] = value
+        if name not in fields:
+            raise RevtuneError(f"unknown config key: {did_you_mean(name, fields)}", path=path, field=str(key))
+        clean[name] = _coerce(fields[name], value, path)
     return clean
 
 

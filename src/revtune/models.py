@@ -109,7 +109,7 @@ def byte_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(["<pad>", "<s>", "</s>"])}
-    for byte_char in pre_tokenizers.ByteLevel.alphabet():
+    for byte_char in sorted(pre_tokenizers.ByteLevel.alphabet()):  # returned in set order
         vocab.setdefault(byte_char, len(vocab))
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -83,6 +83,13 @@ class Strategy:
     def setup(self, ctx: SelectionContext) -> None:
         self.signal.setup(ctx)
 
+    def check(self, n_layers: int) -> None:
+        """Refuse, before any training, a strategy that cannot work on ``n_layers`` layers
+        (a layer list past the top, a card made for another depth). Parts may define ``check``."""
+        for part in (self.signal, self.rule):
+            if hasattr(part, "check"):
+                part.check(n_layers)
+
     def choose(self, step: int, ctx: SelectionContext) -> tuple[list[int], list[float] | None]:
         scores = self.signal.scores(step, ctx)
         active, seen = self.rule.select(step, scores, ctx)

@@ -68,6 +68,7 @@ class LayerSelectionCallback(TrainerCallback):
             raise RevtuneError("no trainable parameter inside the decoder blocks: attach adapters first")
         if optimizer is not None:
             _check_optimizer_holds(optimizer, layers)
+        self.strategy.check(layers.n_layers)
         self.ctx = SelectionContext(model, layers, np.random.default_rng(self.seed))
         self.strategy.setup(self.ctx)
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)

@@ -143,5 +143,8 @@ class FixedRule:
 
     spec: str
 
+    def check(self, n_layers: int) -> None:
+        parse_layer_list(self.spec, n_layers)
+
     def select(self, step, scores, ctx):
         return parse_layer_list(self.spec, ctx.n_layers), scores

@@ -73,6 +73,8 @@ class EncodedDataset(torch.utils.data.Dataset):
 
 
 def encode_intents(records, labels, multi_label, tokenizer, prompt_fn, max_length) -> EncodedDataset:
+    if not records:
+        return EncodedDataset([])
     index = {name: i for i, name in enumerate(labels)}
     texts = [prompt_fn(record) for record in records]
     encoded = tokenizer(texts, truncation=True, max_length=max_length)

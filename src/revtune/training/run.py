@@ -133,6 +133,7 @@ def train_run(config, strategy: Strategy | None = None,
             prepare_model(model)
         task.prepare(tokenizer, device)
         layers = adapter_lib.layer_map(model)
+        strategy.check(layers.n_layers)
         table = adapter_lib.format_trainable_table(layers)
         say(f"revtune: {config.task} on {len(splits.train)} train / {len(splits.dev)} dev / "
             f"{len(splits.test)} test, labels {', '.join(splits.labels)}"
@@ -156,7 +157,7 @@ def train_run(config, strategy: Strategy | None = None,
         trainer.train()
         train_seconds = time.perf_counter() - started
         peak_bytes = peak.peak_bytes()
-        metrics = evaluate_run(task, model, tracker, trainer, selector, layers)
+        metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers)
         metrics.update(peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
                        model=config.model, strategy=strategy.name, adapter=adapters.kind)
         save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
