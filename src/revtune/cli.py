@@ -7,17 +7,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import predict, train
+from .commands import compare, demo, intention_tune, layer_card, predict, revise, score, train
 from .errors import RevtuneError
 
 COMMANDS = {
+    "demo": demo,
     "train": train,
     "predict": predict,
+    "intention-tune": intention_tune,
+    "revise": revise,
+    "score": score,
+    "compare": compare,
+    "layer-card": layer_card,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="revtune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="revtune", description="Layer-wise fine-tuning of language models for "
+                                     "text revision: IR-Tuning, Intention-Tuning, Layer Card.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))

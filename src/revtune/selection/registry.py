@@ -22,6 +22,8 @@ class SelectionOptions:
     split_num: int = 1
     ir_boundary: str = "reference"
     ir_window: tuple[float, float] = (0.35, 0.65)
+    objective: str = "quality"  # card placement (layercard/placement.py)
+    budget: str = ""
 
     def __post_init__(self):
         if self.ir_aggregation not in AGGREGATIONS:
@@ -97,3 +99,6 @@ def _fixed(args, options):
     if not args:
         raise RevtuneError("fixed needs a layer list, e.g. fixed:0-3,-1 or fixed:top6", field="select")
     return Strategy(f"fixed:{args[0]}", NoSignal(), FixedRule(args[0]))
+from . import baselines  # noqa: E402,F401  registers full, random, lisa, ist, replay
+from . import frequency  # noqa: E402,F401  registers frequency:RUN, intention:OUT
+from ..layercard import strategy as _layer_card  # noqa: E402,F401  registers card:PATH

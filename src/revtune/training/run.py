@@ -33,7 +33,8 @@ class RunResult:
 
 def selection_options(config) -> SelectionOptions:
     return SelectionOptions(ir_aggregation=config.ir_aggregation, split_num=config.split_num,
-                            ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window))
+                            ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window),
+                            objective=config.objective, budget=config.budget)
 
 
 def adapter_config(config, strategy: Strategy, task_name: str) -> adapter_lib.AdapterConfig:

@@ -1,0 +1,31 @@
+"""revtune demo: IR-Tuning against adapters on every layer, on the embedded model and shipped corpus."""
+HELP = "train the default model on the shipped corpus with ir and with all, side by side (no network)"
+
+# Short enough for a 2-core CPU in under 10 minutes, long enough for both runs to learn the task.
+DEMO_SETTINGS = dict(max_steps=40, batch_size=8, max_length=128, learning_rate=5e-4, eval_every=10,
+                     out="runs/demo", overwrite=True)
+
+
+def add_arguments(parser):
+    from ..config import add_config_arguments
+
+    add_config_arguments(parser)
+    parser.add_argument("--strategies", default="ir,all", help="comma-separated strategies to compare")
+
+
+def run(args) -> int:
+    from ..compare import compare, compare_table
+    from ..config import config_from_args
+
+    for key, value in DEMO_SETTINGS.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    config = config_from_args(args)
+    print(f"revtune demo: model {config.model}, shipped corpus, {config.max_steps} steps of batch "
+          f"{config.batch_size}; each strategy trains in its own process", flush=True)
+    result = compare(config, args.strategies, config.out,
+                     command=f"revtune demo --strategies {args.strategies}")
+    print(compare_table(result.rows, config.task))
+    print(f"revtune demo: runs in {result.path}/<strategy>/, table in {result.path}/compare.md, "
+          f"plots in {result.path}/compare_*.png")
+    return 0 if all(row.get("error") is None for row in result.rows) else 1

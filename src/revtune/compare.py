@@ -1,0 +1,276 @@
+"""Several strategies trained at equal steps and seed, each in its own process, in one table.
+
+A separate process per strategy is what makes peak memory a fair comparison (CPU peak RSS cannot be
+reset below what an earlier model left behind) and keeps one strategy's crash out of the others' rows.
+Every child is an ordinary ``revtune train`` (or ``python -m revtune.tfidf``) reading one shared config
+file, so any row can be re-run alone. The output directory is built aside and renamed into place.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import RevtuneError, did_you_mean
+from .rundir import building, write_json, write_text
+
+METRIC_COLUMNS = {"intent": ("macro_f1", "accuracy", "au_prc"),
+                  "revise": ("sari", "gleu", "update_r", "copy_rate")}
+HEADLINE = {"intent": "macro_f1", "revise": "sari"}
+CLASSICAL = {"tfidf": "revtune.tfidf"}  # not layer-selection strategies: own module, no model
+ADAM_BYTES_PER_PARAM = 2 * 4  # AdamW keeps exp_avg and exp_avg_sq, fp32, for every trainable parameter
+
+
+@dataclass
+class CompareResult:
+    path: Path
+    rows: list[dict]
+
+
+def run_name(spec: str) -> str:
+    """A directory name for a spec: 'random:4' -> 'random_4', 'replay:runs/ir' -> 'replay_runs_ir'."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", spec).strip("_.") or "strategy"
+
+
+def check_specs(specs: list[str], config) -> list[str]:
+    """Fail before any training on what needs no model: unknown names, bad arguments, duplicates."""
+    from .selection.registry import STRATEGIES, SelectionOptions, build_strategy, split_spec
+
+    specs = [s.strip() for s in specs if s.strip()]
+    if not specs:
+        raise RevtuneError("give at least one strategy, e.g. --select ir,all,tfidf", field="select")
+    options = SelectionOptions(ir_aggregation=config.ir_aggregation, split_num=config.split_num,
+                               ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window))
+    names = {}
+    for spec in specs:
+        name, _ = split_spec(spec)
+        if spec in CLASSICAL and config.task != "intent":
+            raise RevtuneError(f"{spec} classifies intents; it has no {config.task} variant", field="select")
+        if spec not in CLASSICAL:
+            if name not in STRATEGIES:
+                valid = did_you_mean(name, [*STRATEGIES, *CLASSICAL])
+                raise RevtuneError(f"unknown strategy '{name}': {valid}", field="select")
+            build_strategy(spec, options)
+        if run_name(spec) in names:
+            raise RevtuneError(f"'{spec}' and '{names[run_name(spec)]}' would share one run directory",
+                               field="select")
+        names[run_name(spec)] = spec
+    return specs
+
+
+def child_command(spec: str, config_file: Path, folder: Path, config) -> list[str]:
+    """The command that trains one row: every setting from the shared file, the strategy and output on
+    the command line, and the adapter a strategy insists on (``full`` trains the weights themselves)."""
+    if spec in CLASSICAL:
+        return [sys.executable, "-m", CLASSICAL[spec], "--config", str(config_file), "--out", str(folder)]
+    from .selection.registry import build_strategy
+
+    command = [sys.executable, "-m", "revtune.cli", "train", "--config", str(config_file),
+               "--select", spec, "--out", str(folder)]
+    forced = build_strategy(spec).adapter
+    if forced and forced != config.adapter:
+        command += ["--adapter", forced]
+    return command
+
+
+def run_child(command: list[str], log: Path) -> str | None:
+    """Run one row's process with its output in ``log``; None on success, else its one-line error."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with log.open("w") as handle:
+        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+    if code == 0:
+        return None
+    text = log.read_text(errors="replace")
+    errors = re.findall(r"revtune [\w-]+: error: ([^\r\n]*)", text)
+    lines = [line.strip() for line in re.split(r"[\r\n]", text) if line.strip() and "%|" not in line]
+    message = errors[-1] if errors else (lines[-1] if lines else "")
+    return (message or f"exit code {code}")[:400]
+
+
+def steps_to_fraction(history: list[dict], key: str, fraction: float = 0.95) -> int | None:
+    """The first dev-evaluation step whose ``key`` reaches ``fraction`` of the run's best."""
+    points = [(entry["step"], entry[key]) for entry in history
+              if isinstance(entry.get(key), (int, float)) and not math.isnan(entry[key])]
+    if not points:
+        return None
+    best = max(value for _, value in points)
+    return next((step for step, value in points if value >= fraction * best), None)
+
+
+def layer_params(folder: Path) -> int | None:
+    """Trainable parameters inside the decoder blocks, from the per-layer rows of ``trainable.txt``."""
+    path = folder / "trainable.txt"
+    if not path.is_file():
+        return None
+    rows = re.findall(r"^\s*\d+\s+([\d,]+)\s", path.read_text(), flags=re.M)
+    return sum(int(count.replace(",", "")) for count in rows)
+
+
+def read_row(spec: str, folder: Path, task: str, error: str | None) -> dict:
+    """One table row from a finished run directory (or only the error of a failed one)."""
+    columns = METRIC_COLUMNS[task]
+    row = {"strategy": spec, "run": folder.name, "adapter": None, **{c: None for c in columns},
+           "peak_memory_bytes": None, "mean_step_seconds": None, "trainable_params": None,
+           "mean_active_layers": None, "steps": None, "steps_to_95": None, "optimizer_state_bytes": None,
+           "outside_share": None, "error": error}
+    if error is not None:
+        return row
+    metrics = json.loads((folder / "metrics.json").read_text())
+    scores = metrics.get("test") or metrics.get("final_dev") or {}
+    row.update({c: scores.get(c) for c in columns})
+    for key in ("adapter", "peak_memory_bytes", "mean_step_seconds", "trainable_params",
+                "mean_active_layers", "steps"):
+        row[key] = metrics.get(key)
+    history = metrics.get("dev_history") or []
+    headline = HEADLINE[task] if any(HEADLINE[task] in e for e in history) else \
+        next((c for c in columns if any(c in e for e in history)), HEADLINE[task])
+    row["steps_to_95"] = steps_to_fraction(history, headline)
+    trainable = metrics.get("trainable_params") or 0
+    row["optimizer_state_bytes"] = ADAM_BYTES_PER_PARAM * trainable
+    inside = layer_params(folder)
+    if metrics.get("n_layers") and inside is not None and trainable:
+        row["outside_share"] = max(0, trainable - inside) / trainable
+    return row
+
+
+def compare(config, strategies: list[str] | str, out: str | Path | None = None, command: str | None = None,
+            quiet: bool = False) -> CompareResult:
+    """Train every strategy of ``strategies`` with ``config`` into ``out``/<strategy>/ and tabulate them.
+
+    A strategy that fails leaves its one-line error in its row; the others still run. Writes
+    ``compare.json``, ``compare.md``, ``config.yaml`` (the settings every row shares), ``logs/`` and plots.
+    """
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    specs = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config)
+    out = Path(out or config.out)
+    shared = {k: v for k, v in config.to_dict().items() if k not in ("select", "out", "overwrite")}
+    rows = []
+    with building(out, config.overwrite) as tmp:
+        config_file = tmp / "config.yaml"
+        write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
+        (tmp / "logs").mkdir()
+        for number, spec in enumerate(specs, 1):
+            name = run_name(spec)
+            say(f"revtune compare: [{number}/{len(specs)}] {spec} -> {out / name} (log: logs/{name}.log)")
+            started = time.perf_counter()
+            child = child_command(spec, config_file, tmp / name, config)
+            error = run_child(child, tmp / "logs" / f"{name}.log")
+            if error is None and not (tmp / name / "metrics.json").is_file():
+                error = "the run finished without a metrics.json"
+            rows.append(read_row(spec, tmp / name, config.task, error))
+            say(f"revtune compare:   {'failed: ' + error if error else 'done'} "
+                f"({time.perf_counter() - started:.0f} s)")
+        command = command or f"revtune compare --task {config.task} --select {','.join(specs)} --out {out}"
+        write_json(tmp / "compare.json", rows)
+        write_text(tmp / "compare.md", compare_markdown(rows, config.task, command))
+        plot_compare(tmp, rows, config.task)
+    return CompareResult(out, rows)
+
+
+def _cell(value, kind: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if kind == "mib":
+        return f"{value / 2**20:,.{0 if value >= 100 * 2**20 else 1}f}"
+    if kind == "int":
+        return f"{value:,.0f}"
+    if kind == "share":
+        return f"{100 * value:.1f}%"
+    if kind == "s":
+        return f"{value:.3f}"
+    if kind == "layers":
+        return f"{value:.1f}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def table_columns(task: str) -> list[tuple[str, str, str]]:
+    """(row key, header, format) of the table, the task's metric columns first."""
+    return ([("strategy", "strategy", ""), ("adapter", "adapter", "")]
+            + [(c, c, "") for c in METRIC_COLUMNS[task]]
+            + [("peak_memory_bytes", "peak MiB", "mib"), ("mean_step_seconds", "s/step", "s"),
+               ("trainable_params", "trainable", "int"), ("optimizer_state_bytes", "AdamW state MiB", "mib"),
+               ("outside_share", "outside blocks", "share"), ("steps_to_95", "steps to 95%", ""),
+               ("mean_active_layers", "layers/step", "layers")])
+
+
+def compare_table(rows: list[dict], task: str) -> str:
+    """The rows as a markdown table; failed strategies keep their row, with the error at the end."""
+    columns = table_columns(task)
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " | error |",
+             "|" + "---|" * (len(columns) + 1)]
+    for row in rows:
+        cells = [_cell(row.get(key), kind) for key, _, kind in columns]
+        lines.append("| " + " | ".join(cells) + f" | {(row['error'] or '').replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def compare_markdown(rows: list[dict], task: str, command: str) -> str:
+    headline = HEADLINE[task]
+    return (f"# revtune compare ({task})\n\n```\n{command}\n```\n\n{compare_table(rows, task)}\n\n"
+            "Metrics: the test split at the final step (dev when there is no test split). Peak memory: the "
+            "training phase of each strategy's own process (CPU peak RSS, CUDA max allocated). AdamW state: "
+            f"{ADAM_BYTES_PER_PARAM} bytes per trainable parameter (fp32 exp_avg + exp_avg_sq), the most it "
+            "can reach. Steps to 95%: the first dev evaluation reaching 95% of the run's best dev "
+            f"{headline}. Layers/step: decoder blocks trained per step (tfidf has none).\n\n"
+            "Plots: compare_metrics.png, compare_loss.png, compare_selection.png. One run directory per "
+            "strategy; their shared settings: config.yaml; their output: logs/.\n")
+
+
+def plot_compare(out: Path, rows: list[dict], task: str) -> None:
+    """compare_metrics.png (the table as bars), compare_loss.png, compare_selection.png (heatmaps)."""
+    from .report import _pyplot, draw_heatmap, read_selection
+
+    plt = _pyplot()
+    done = [row for row in rows if row["error"] is None]
+    if not done:
+        return
+    panels = [(c, c, 1) for c in METRIC_COLUMNS[task]] + [
+        ("peak_memory_bytes", "peak memory (MiB)", 2**20), ("mean_step_seconds", "seconds per step", 1),
+        ("trainable_params", "trainable parameters (M)", 1e6)]
+    names = [row["strategy"] for row in done]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 0.35 * len(done) + 1.6),
+                             sharey=True)
+    for ax, (key, title, unit) in zip(axes, panels):
+        values = [(row.get(key) or 0) / unit for row in done]
+        ax.barh(range(len(done)), values, color="tab:blue")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+    axes[0].set_yticks(range(len(done)), names)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out / "compare_metrics.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for row in done:
+        losses = json.loads((out / row["run"] / "metrics.json").read_text()).get("train_loss") or []
+        if losses:
+            ax.plot([e["step"] for e in losses], [e["loss"] for e in losses], label=row["strategy"])
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "compare_loss.png", dpi=100)
+    plt.close(fig)
+
+    selected = [(row, read_selection(out / row["run"] / "selection.jsonl")) for row in done]
+    selected = [(row, records) for row, records in selected if records]
+    if selected:
+        fig, axes = plt.subplots(1, len(selected), figsize=(3.2 * len(selected), 3.2), squeeze=False)
+        for ax, (row, records) in zip(axes[0], selected):
+            n_layers = json.loads((out / row["run"] / "metrics.json").read_text())["n_layers"]
+            draw_heatmap(ax, records, n_layers, row["strategy"])
+        fig.tight_layout()
+        fig.savefig(out / "compare_selection.png", dpi=100)
+        plt.close(fig)

@@ -1,0 +1,301 @@
+"""Intention-Tuning: intention-adaptive revision generation in two steps (METHODS.md §4).
+
+Step 1 trains an intent predictor with ``ir`` (softmax + CE for single-intent corpora, sigmoid + BCE for
+multi-intent ones; the intent task picks) and counts how often each layer was active: G_l. Step 2 splits
+G_l once (``selection.frequency``) into S_gen and trains a causal-LM generator with adapters trainable on
+S_gen only, those adapters starting from the predictor's adapter weights on the same module names (the
+predictor's classification head is discarded).
+
+Output directory ``OUT``, written atomically (all or nothing)::
+
+    OUT/predictor/    the step-1 intent run directory (or a copy of ``--predictor RUN``)
+    OUT/generator/    the step-2 revise run directory (``revtune revise --run OUT`` reads it)
+    OUT/alignment/    with ``alignment``: an ``ir`` run on the generation task alone
+    OUT/metrics.json  importance_frequency, generator_layers, init, alignment, and the generator's test
+    OUT/intention.json  the options and the resolved run config
+    OUT/selection.png   the layers trained per step: step 1 beside step 2 (and the alignment run)
+
+Alignment (optional, it costs a third run): ``s_int`` is the layer set the split rule keeps from the
+intent predictor's importance frequency (the very set the generator trains); ``s_gen`` is the set it keeps
+from the importance frequency of ``ir`` run on the generation task alone (S_gen* in METHODS.md);
+``ratio = |s_int & s_gen| / |s_gen|``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from .errors import RevtuneError, did_you_mean
+from .rundir import building, read_run, write_json
+from .selection.base import NoSignal, Strategy
+from .selection.callback import apply_active
+from .selection.frequency import FrequencyRule, generation_layers, read_frequency
+
+INIT_LAYERS = ("selected", "all", "none")
+ADAPTER_FILES = ("adapter_model.safetensors", "bottleneck.safetensors")
+
+
+@dataclass
+class IntentionOptions:
+    """What Intention-Tuning adds to a run config; each one a flag of ``intention-tune``."""
+
+    predictor: str | None = None  # reuse this finished intent run instead of training step 1
+    predictor_steps: int = 0      # step-1 optimizer steps; 0: the same schedule as the generator
+    init_layers: str = "selected"  # which generator layers start from the predictor's adapters
+    alignment: bool = False       # also run ir on the generation task alone and compare layer sets
+
+    def __post_init__(self):
+        if self.init_layers not in INIT_LAYERS:
+            raise RevtuneError(f"unknown init layers '{self.init_layers}': "
+                               f"{did_you_mean(self.init_layers, INIT_LAYERS)}", field="init_layers")
+        if self.predictor_steps < 0:
+            raise RevtuneError(f"expected >= 0, got {self.predictor_steps}", field="predictor_steps")
+
+
+@dataclass
+class IntentionResult:
+    path: Path
+    metrics: dict
+
+
+class _SaveEveryLayer(Strategy):
+    """A strategy that makes every layer trainable again when training ends.
+
+    The selection callback leaves only the last step's layers requiring grad, and the run saves
+    non-peft adapters (bottleneck) from ``requires_grad``; without this a bottleneck predictor would
+    lose the layers that were frozen in its final step, and step 2 could not start from them.
+    """
+
+    def setup(self, ctx):
+        self._layers = ctx.layers
+        super().setup(ctx)
+
+    def close(self):
+        super().close()
+        apply_active(self._layers, list(range(self._layers.n_layers)))
+
+
+def _saving_every_layer(strategy: Strategy) -> Strategy:
+    return _SaveEveryLayer(**{f.name: getattr(strategy, f.name) for f in fields(Strategy)})
+
+
+def alignment_ratio(s_int, s_gen) -> float:
+    """|S_int & S_gen*| / |S_gen*|: the share of the generation task's own layers that the intent
+    predictor also found."""
+    s_gen = set(s_gen)
+    if not s_gen:
+        raise ValueError("the generation layer set is empty")
+    return len(set(s_int) & s_gen) / len(s_gen)
+
+
+# --- adapter initialisation from the predictor ------------------------------------------------------
+
+def predictor_tensors(run: Path) -> dict[str, torch.Tensor]:
+    """Every adapter tensor the predictor saved, by saved name (peft's files and revtune's own)."""
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for name in ADAPTER_FILES:
+        path = Path(run) / "adapter" / name
+        if path.is_file():
+            tensors.update(load_file(str(path)))
+    if not tensors:
+        raise RevtuneError("no adapter weights to start from", path=Path(run) / "adapter")
+    return tensors
+
+
+def _saved_names(param_name: str) -> list[str]:
+    """Names a parameter may carry in a saved adapter: its own (revtune's file), peft's without the
+    adapter name, and peft's DoRA magnitude without ``.weight``."""
+    plain = param_name.replace(".default", "")
+    return [param_name, plain, plain.removesuffix(".weight")]
+
+
+def _module(param_name: str) -> str:
+    parts = param_name.replace(".default", "").split(".")
+    cut = next((i for i, p in enumerate(parts) if p.startswith("lora_") or p in ("down", "up")), len(parts))
+    return ".".join(parts[:cut])
+
+
+def transfer_adapters(model, tensors: dict[str, torch.Tensor], layers: list[int], source="predictor") -> int:
+    """Copy the predictor's adapter tensors into the generator's adapter parameters of ``layers``, matched
+    by name inside the decoder blocks; a missing tensor or a shape mismatch is an error naming the module.
+    Returns the number of tensors copied."""
+    from .adapters import layer_map
+
+    blocks = layer_map(model)
+    if layers and max(layers) >= blocks.n_layers:
+        raise RevtuneError(f"the predictor has layer {max(layers)} but the generator only {blocks.n_layers} "
+                           "layers", path=source)
+    copied = 0
+    with torch.no_grad():
+        for layer in layers:
+            for name, param in zip(blocks.names[layer], blocks.params[layer]):
+                key = next((k for k in _saved_names(name) if k in tensors), None)
+                if key is None:
+                    raise RevtuneError(f"the predictor has no adapter tensor for {name}: both steps need the "
+                                       "same model, adapter, rank and target modules", path=source)
+                if tuple(tensors[key].shape) != tuple(param.shape):
+                    raise RevtuneError(f"module {_module(name)}: the predictor's tensor has shape "
+                                       f"{tuple(tensors[key].shape)}, the generator's {tuple(param.shape)}",
+                                       path=source)
+                param.copy_(tensors[key].to(device=param.device, dtype=param.dtype))
+                copied += 1
+    return copied
+
+
+# --- the two steps ----------------------------------------------------------------------------------
+
+def _finish_subrun(path: Path, final: Path) -> None:
+    """A sub-run is trained under the temporary directory; its config must name where it will live."""
+    config_path = path / "config.json"
+    config = json.loads(config_path.read_text())
+    config["out"] = str(final)
+    write_json(config_path, config)
+
+
+def train_predictor(config, options: IntentionOptions, folder: Path, final: Path, quiet: bool) -> dict:
+    """Step 1, or a copy of the reused predictor; returns the predictor's metrics."""
+    from .selection.registry import build_strategy
+    from .training.run import selection_options, train_run
+
+    if options.predictor:
+        check_predictor(options.predictor, config)
+        shutil.copytree(options.predictor, folder)
+    else:
+        steps = options.predictor_steps or config.max_steps
+        step1 = replace(config, task="intent", select="ir", out=str(folder), overwrite=False, max_steps=steps)
+        train_run(step1, strategy=_saving_every_layer(build_strategy("ir", selection_options(step1))),
+                  quiet=quiet)
+    _finish_subrun(folder, final)
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def check_predictor(run, config) -> None:
+    """The reused predictor must be an intent run on the generator's base model and adapter."""
+    path, predictor = read_run(run)
+    wanted = {"task": "intent", "model": config.model, "adapter": config.adapter or "lora"}
+    if config.model == "tiny":
+        wanted["tiny_layers"] = config.tiny_layers
+    for key, value in wanted.items():
+        if predictor.get(key) != value:
+            raise RevtuneError(f"the predictor has {key} '{predictor.get(key)}', this run needs '{value}'",
+                               path=path, field=key)
+
+
+def train_generator(config, options, predictor: Path, s_gen: list[int], folder: Path, final: Path,
+                    final_predictor: Path, quiet: bool) -> tuple[dict, int]:
+    """Step 2: the generator on S_gen, adapters initialised from the predictor's; returns
+    (metrics, tensors copied)."""
+    from .training.run import train_run
+
+    frequency = read_frequency(predictor)
+    strategy = _saving_every_layer(Strategy(f"frequency:{final_predictor}", NoSignal(),
+                                            FrequencyRule(s_gen, frequency, str(final_predictor))))
+    init = {"selected": s_gen, "all": list(range(len(frequency))), "none": []}[options.init_layers]
+    tensors = predictor_tensors(predictor) if init else {}
+    copied = []
+
+    def start_from_predictor(model):
+        copied.append(transfer_adapters(model, tensors, init, source=str(final_predictor)))
+
+    step2 = replace(config, task="revise", select=f"frequency:{final_predictor}", out=str(folder),
+                    overwrite=False)
+    result = train_run(step2, strategy=strategy, prepare_model=start_from_predictor, quiet=quiet)
+    _finish_subrun(folder, final)
+    return result.metrics, copied[0]
+
+
+def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bool) -> dict:
+    """``ir`` on the generation task alone, and how far its layer split agrees with the predictor's."""
+    from .selection.registry import build_strategy
+    from .training.run import selection_options, train_run
+
+    run = replace(config, task="revise", select="ir", out=str(folder), overwrite=False)
+    options = selection_options(run)
+    metrics = train_run(run, strategy=_saving_every_layer(build_strategy("ir", options)), quiet=quiet).metrics
+    _finish_subrun(folder, final)
+    s_gen = generation_layers(metrics["importance_frequency"], options)
+    return {"s_int": s_int, "s_gen": s_gen, "ratio": alignment_ratio(s_int, s_gen),
+            "generation_frequency": metrics["importance_frequency"], "run": "alignment"}
+
+
+def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False) -> IntentionResult:
+    """Both steps (and the optional alignment run) into ``config.out``, complete or not at all."""
+    from .training.run import selection_options
+
+    options = options or IntentionOptions()
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    out = Path(config.out)
+    with building(out, config.overwrite) as tmp:
+        say("revtune: Intention-Tuning step 1: intent predictor with ir"
+            + (f" (reused from {options.predictor})" if options.predictor else ""))
+        predictor = train_predictor(config, options, tmp / "predictor", out / "predictor", quiet)
+        frequency = predictor["importance_frequency"]
+        s_gen = generation_layers(frequency, selection_options(config))
+        say(f"revtune: Intention-Tuning step 2: generator on layers {s_gen} (importance frequency {frequency})")
+        generator, copied = train_generator(config, options, tmp / "predictor", s_gen, tmp / "generator",
+                                            out / "generator", out / "predictor", quiet)
+        alignment = {"s_int": s_gen, "s_gen": None, "ratio": None, "generation_frequency": None, "run": None}
+        if options.alignment:
+            say("revtune: alignment: ir on the generation task alone")
+            alignment = run_alignment(config, tmp / "alignment", out / "alignment", s_gen, quiet)
+        metrics = summarise(predictor, generator, s_gen, options, copied, alignment)
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "intention.json", {"options": asdict(options), "config": config.to_dict()})
+        plot_steps(tmp, metrics["n_layers"], options.alignment)
+    say(f"revtune: done: generator test sari {metrics['test'].get('sari', float('nan')):.2f}, "
+        f"layers {s_gen}" + (f", alignment {alignment['ratio']:.2f}" if options.alignment else "")
+        + f" -> {out}")
+    return IntentionResult(out, metrics)
+
+
+def summarise(predictor: dict, generator: dict, s_gen, options, copied: int, alignment: dict) -> dict:
+    keep = ("steps", "mean_step_seconds", "peak_memory_bytes", "train_seconds", "trainable_params",
+            "mean_trainable_params_per_step", "mean_active_layers", "strategy", "adapter")
+    return {
+        "method": "intention-tuning",
+        "test": generator.get("test", {}),
+        "test_at_best_dev": generator.get("test_at_best_dev", {}),
+        "best_dev": generator.get("best_dev", {}),
+        "importance_frequency": predictor["importance_frequency"],
+        "generator_layers": s_gen,
+        "n_layers": generator["n_layers"],
+        "init": {"layers": options.init_layers, "tensors_copied": copied},
+        "alignment": alignment,
+        "predictor": {"run": "predictor", "test": predictor.get("test", {}),
+                      **{k: predictor.get(k) for k in keep}},
+        "generator": {"run": "generator", **{k: generator.get(k) for k in keep}},
+    }
+
+
+def plot_steps(out: Path, n_layers: int, with_alignment: bool) -> None:
+    """``selection.png``: step 1's layers per step beside step 2's (and the alignment run's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import draw_heatmap, read_selection
+
+    panels = [("predictor", "step 1: intent predictor (ir)"), ("generator", "step 2: generator (S_gen, fixed)")]
+    if with_alignment:
+        panels.append(("alignment", "alignment: ir on generation alone"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (name, title) in zip(axes[0], panels):
+        draw_heatmap(ax, read_selection(out / name / "selection.jsonl"), n_layers, title)
+    fig.tight_layout()
+    fig.savefig(out / "selection.png", dpi=100)
+    plt.close(fig)
+
+
+def generator_run(run: str | Path) -> Path:
+    """The run directory that generates: ``run`` itself, or ``run/generator`` of an intention-tune output."""
+    run = Path(run)
+    if not (run / "config.json").is_file() and (run / "generator" / "config.json").is_file():
+        return run / "generator"
+    return run

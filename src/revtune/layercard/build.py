@@ -1,0 +1,207 @@
+"""Make a layer card, top to bottom: data and frozen model -> signals -> coupling -> costs -> card files.
+
+The model, data, adapter and seed come from the same :class:`RunConfig` a training run reads, so the
+card describes exactly the run it plans (same targets, same head initialisation, same planned steps).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..adapters import resolve_targets
+from ..errors import RevtuneError, did_you_mean
+from ..models import load_model, prepare_tokenizer
+from ..rundir import building
+from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
+from ..selection.registry import build_strategy
+from ..training.data import load_splits
+from ..training.run import adapter_config, make_task, planned_steps
+from .card import SCHEMA, VERSION, Card, read_card, write_card
+from .cost import analytic_costs, measure_costs
+from .coupling import COUPLING_MODES, coupling_matrix, rho, unit_perturbations
+from .performance import dev_loss, probe_runs, standard_placements
+from .placement import GainModel, signal_gains
+from .probe import (block_groups, block_norms, probe_batches, stream_pass, target_modules, task_loss)
+from .stats import GRAM_MODES, ModuleSignals, direction, module_signals
+
+EIG_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _o(default, help_text):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class CardOptions:
+    """How a card is measured; every field is a ``revtune layer-card`` flag."""
+
+    probe_batches: int = _o(4, "probe batches (of --batch-size sequences) for the signals")
+    ridge: float = _o(1e-2, "ridge lam = RIDGE * tr(Sigma) / d_in in resnorm and the adapter direction")
+    gram: str = _o("auto", "token-Gram form while tokens < d_in (auto), never, or always")
+    max_bytes: float = _o(2e9, "memory for the per-module sums; beyond it blocks are measured in groups")
+    eig_dtype: str = _o("float32", "precision of the eigendecompositions: float32 or float64 (slower)")
+    coupling_sequences: int = _o(4, "sequences per coupling batch (the first probe sequences)")
+    coupling_batches: int = _o(1, "batches for the coupling matrix")
+    coupling_eps: float = _o(1e-3, "finite-difference step along each block's unit direction")
+    coupling_mode: str = _o("pooled", "pooled (inner products summed over tokens) or token (mean cosine)")
+    measure_cost: bool = _o(False, "measure step time and peak memory with each block adapted alone")
+    cost_steps: int = _o(2, "timed steps per block with --measure-cost (after one warm-up step)")
+    measure_performance: bool = _o(False, "fine-tune each block alone and the standard placements")
+    probe_steps: int = _o(50, "steps of each --measure-performance fine-tune")
+    placement_k: int = _o(0, "layers in the standard placements (0: 20%% of the blocks)")
+
+    def __post_init__(self):
+        for name in ("probe_batches", "coupling_sequences", "coupling_batches", "cost_steps", "probe_steps"):
+            if getattr(self, name) < 1:
+                raise RevtuneError(f"expected >= 1, got {getattr(self, name)}", field=name)
+        for name, valid in (("gram", GRAM_MODES), ("coupling_mode", COUPLING_MODES),
+                            ("eig_dtype", tuple(EIG_DTYPES))):
+            if getattr(self, name) not in valid:
+                raise RevtuneError(f"unknown value '{getattr(self, name)}': {did_you_mean(getattr(self, name), valid)}",
+                                   field=name)
+        if self.ridge < 0 or self.coupling_eps <= 0 or self.max_bytes <= 0 or self.placement_k < 0:
+            raise RevtuneError("ridge, placement_k >= 0 and coupling_eps, max_bytes > 0 expected",
+                               field="ridge")
+
+
+def build_card(config, options: CardOptions, out: str | Path, overwrite: bool = False,
+               quiet: bool = False) -> Card:
+    """Measure a card for ``config``'s model, data and adapter and write it to ``out``."""
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    seed_everything(config.seed)
+    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    splits = load_splits(config)
+    task = make_task(config, splits)
+    adapter = adapter_config(config, build_strategy("all"), task.name)
+    with building(out, overwrite) as tmp:
+        loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
+                            config.seed, config.tiny_layers)
+        tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model)
+        model = loaded.model.to(device).eval()
+        task.prepare(tokenizer, device)
+        loss_fn = partial(task_loss, task=task.name, multi_label=splits.multi_label)
+        targets = resolve_targets(model, adapter.targets)
+        per_block = target_modules(model, targets)
+        batches = probe_batches(task.train_dataset.rows, task.collator, config.batch_size,
+                                options.probe_batches, config.seed, device)
+        steps = planned_steps(config, len(splits.train))
+        say(f"revtune: layer card of {config.model}: {len(per_block)} blocks, targets {','.join(targets)}, "
+            f"{len(batches)} probe batches ({sum(b.n_tokens for b in batches)} tokens), T = {steps} steps")
+        peak = PeakMemory(device)
+        peak.reset()
+        started = time.perf_counter()
+        signals, directions = measure_signals(model, per_block, batches, loss_fn, options, steps, adapter.r)
+        signal_seconds = time.perf_counter() - started
+        coupling_data = probe_batches(task.train_dataset.rows, task.collator, options.coupling_sequences,
+                                      options.coupling_batches, config.seed, device)
+        r, tokens = coupling_matrix(model, coupling_data, unit_perturbations(per_block, directions, device),
+                                    options.coupling_eps, options.coupling_mode)
+        timing = {"signals_seconds": signal_seconds, "coupling_seconds": time.perf_counter() - started
+                  - signal_seconds, "card_seconds": time.perf_counter() - started,
+                  "card_peak_bytes": peak.peak_bytes()}
+        say(f"revtune: signals {timing['signals_seconds']:.1f} s, coupling {timing['coupling_seconds']:.1f} s "
+            f"(rho {rho(r):.3f}), peak {timing['card_peak_bytes'] / 2**30:.2f} GiB")
+        rows = [{**block_row(block), **cost} for block, cost in zip(signals, analytic_costs(model, per_block, adapter))]
+        data = {
+            "schema": SCHEMA, "version": VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {"spec": config.model, "source": loaded.source, "n_layers": len(per_block),
+                      "hidden_size": int(model.config.hidden_size), "dtype": config.dtype,
+                      "block_norms": block_norms(model, targets)},
+            "adapter": {**asdict(adapter), "targets": targets},
+            "task": {"name": task.name, "labels": list(splits.labels), "multi_label": splits.multi_label,
+                     "headline": task.headline},
+            "probe": {"sequences": sum(len(b.inputs["input_ids"]) for b in batches), "batches": len(batches),
+                      "batch_size": config.batch_size, "tokens": sum(b.n_tokens for b in batches),
+                      "data_hash": data_hash(batches), "seed": config.seed, "max_length": config.max_length,
+                      "planned_steps": steps, "train": config.train or "shipped sample"},
+            "options": asdict(options),
+            "coupling": {"R": r.tolist(), "rho": rho(r), "mode": options.coupling_mode,
+                         "eps": options.coupling_eps, "tokens": tokens},
+            "blocks": rows, "placements": [], "baseline": None, "timing": timing,
+        }
+        if options.measure_performance:
+            data["baseline"] = {"dev_loss": dev_loss(model, task.datasets["dev"], task.collator, loss_fn,
+                                                     config.batch_size, device)}
+        if options.measure_cost:
+            say("revtune: measuring step time and memory per block")
+            model, measured = measure_costs(model, adapter, task.name, batches, loss_fn, options.cost_steps,
+                                            config.learning_rate, device)
+            for row, extra in zip(rows, measured):
+                row.update(extra)
+        del model, loaded
+        if options.measure_performance:
+            add_performance(data, config, options, task, loss_fn, device, say)
+        write_card(tmp, data)
+    card = read_card(out)
+    say(f"revtune: layer card -> {out} (card.json, card.md, card.png)")
+    return card
+
+
+def measure_signals(model, per_block, batches, loss_fn, options: CardOptions, steps: int, rank: int):
+    """Per block {module: ModuleSignals}, and each module's adapter direction for the coupling."""
+    dtype = EIG_DTYPES[options.eig_dtype]
+    signals: list[dict[str, ModuleSignals]] = [{} for _ in per_block]
+    directions = {}
+    for group in block_groups(per_block, int(options.max_bytes)):
+        stats = stream_pass(model, per_block, group, batches, loss_fn, options.gram)
+        bases = {id(source): source.spectrum_basis(dtype) for source in stats.inputs}
+        for (index, name), sums in stats.modules.items():
+            spectrum = sums.spectrum(bases[id(sums.source)], dtype)
+            signals[index][name] = module_signals(spectrum, options.ridge, steps, rank)
+            directions[(index, name)] = direction(spectrum, options.ridge).float()
+    return signals, directions
+
+
+def block_row(modules: dict[str, ModuleSignals]) -> dict:
+    """A block's values: sums over its modules (the condition number is the worst module's and the
+    effective rank the modules' mean), with every module's own values beside them."""
+    values = [m.as_dict() for m in modules.values()]
+    row = {key: sum(v[key] for v in values)
+           for key in ("res2", "res2_cf", "res2_rank", "energy", "gain", "gain_cf")}
+    row["cond"] = max(v["cond"] for v in values)
+    row["eff_rank"] = sum(v["eff_rank"] for v in values) / len(values)
+    row["modules"] = {name: m.as_dict() for name, m in modules.items()}
+    return row
+
+
+def data_hash(batches) -> str:
+    digest = hashlib.sha1()
+    for batch in batches:
+        for key in ("input_ids", "attention_mask", "labels"):
+            digest.update(batch.inputs[key].cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def add_performance(data: dict, config, options: CardOptions, task, loss_fn, device, say) -> None:
+    """Probe fine-tunes of every block and the standard placements; their gains over the frozen
+    model's dev loss become the blocks' ``probe_gain`` (what placement prefers when present)."""
+    n = data["model"]["n_layers"]
+    k = options.placement_k or max(1, round(0.2 * n))
+    placements = standard_placements(n, k, config.seed)
+    sets = {f"block{i}": [i] for i in range(n)} | placements
+
+    def evaluate(model):
+        return dev_loss(model, task.datasets["dev"], task.collator, loss_fn, config.batch_size, device)
+
+    run_config = dataclasses.replace(config, device=str(device))
+    results = probe_runs(run_config, sets, options.probe_steps, evaluate, task.headline, say)
+    base = data["baseline"]["dev_loss"]
+    for index, row in enumerate(data["blocks"]):
+        measured = results[f"block{index}"]
+        row.update(probe_dev_loss=measured["dev_loss"], probe_dev_metric=measured["dev_metric"],
+                   probe_gain=max(0.0, base - measured["dev_loss"]))
+    gains, _ = signal_gains(Card(data, Path(".")))
+    model = GainModel(gains, Card(data, Path(".")).coupling)
+    full = model.predicted(range(n))
+    data["placements"] = [{"name": name, "layers": layers, "dev_loss": results[name]["dev_loss"],
+                           "dev_metric": results[name]["dev_metric"],
+                           "predicted_ratio": model.predicted(layers) / full if full > 0 else None}
+                          for name, layers in placements.items()]

@@ -1,0 +1,260 @@
+"""The baselines IR-Tuning is measured against (METHODS.md §2), each a signal + a rule.
+
+``full`` (every weight of every layer), ``random`` (RST), ``lisa`` (LMFlow's LISA), ``ist`` (importance
+sampling from a damped-adapter reward) and ``replay`` (another run's sets, for overhead benchmarks).
+``all`` and ``fixed`` live in the registry beside ``ir``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..adapters import HEAD_NAMES
+from ..errors import RevtuneError
+from ..models import decoder_blocks
+from .base import NoSignal, SelectionContext, Strategy
+from .registry import _no_args, register
+from .rules import AllRule
+
+
+def _int_arg(name: str, text: str, what: str, minimum: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise RevtuneError(f"{name}: {what} must be a whole number >= {minimum}, got '{text}'",
+                           field="select")
+    return value
+
+
+def _draw(ctx: SelectionContext, k: int, weights: np.ndarray | None = None) -> list[int]:
+    """k distinct layers from the run's generator, uniformly or in proportion to ``weights``."""
+    p = None if weights is None else weights / weights.sum()
+    return sorted(ctx.rng.choice(ctx.n_layers, size=k, replace=False, p=p).tolist())
+
+
+def _check_k(name: str, k: int, ctx: SelectionContext) -> None:
+    if k > ctx.n_layers:
+        raise RevtuneError(f"{name} asks for {k} layers but the model has {ctx.n_layers}", field="select")
+
+
+@register("full", "full fine-tuning: every weight of every layer (adapter none), no selection")
+def _full(args, options):
+    _no_args("full", args)
+    return Strategy("full", NoSignal(), AllRule(), adapter="none", train_outside_blocks=True)
+
+
+# --- RST ------------------------------------------------------------------------------------------
+
+@dataclass
+class RandomRule:
+    """RST: k layers uniformly without replacement over the model's real depth, redrawn every step."""
+
+    k: int
+
+    def select(self, step, scores, ctx):
+        _check_k(f"random:{self.k}", self.k, ctx)
+        return _draw(ctx, self.k), None
+
+
+@register("random", "random:K - K layers drawn uniformly every step (RST; default K=4)")
+def _random(args, options):
+    if len(args) > 1:
+        raise RevtuneError(f"random takes one argument K, got '{':'.join(args)}'", field="select")
+    k = _int_arg("random", args[0], "K") if args else 4
+    return Strategy(f"random:{k}", NoSignal(), RandomRule(k))
+
+
+# --- LISA -----------------------------------------------------------------------------------------
+
+@dataclass
+class LisaRule:
+    """LISA: gamma blocks drawn uniformly every K steps (step 0 included), kept in between.
+
+    The period is counted in optimizer steps whatever ``select_interval`` says, so a coarser interval
+    only delays a switch to the next time the rule runs.
+    """
+
+    gamma: int
+    period: int
+    current: list[int] | None = None
+    drawn_in: int = -1
+
+    def select(self, step, scores, ctx):
+        _check_k(f"lisa:{self.gamma}", self.gamma, ctx)
+        if self.current is None or step // self.period != self.drawn_in:
+            self.current, self.drawn_in = _draw(ctx, self.gamma), step // self.period
+        return self.current, None
+
+
+class FreezeOutsideSignal(NoSignal):
+    """For ``lisa:...:frozen-embeddings`` with full-weight blocks: ``none`` leaves embeddings and final
+    norm trainable, so they are frozen here (the optimizer then never sees a gradient for them). The task
+    head keeps training, as ``--freeze-head`` decides: a classifier's head starts random."""
+
+    def setup(self, ctx):
+        keep = [(n, p) for n, p in zip(ctx.layers.outside_names, ctx.layers.outside)
+                if any(part in HEAD_NAMES for part in n.split("."))]
+        for param in ctx.layers.outside:
+            if all(param is not p for _, p in keep):
+                param.requires_grad_(False)
+        ctx.layers.outside_names = [n for n, _ in keep]
+        ctx.layers.outside = [p for _, p in keep]
+
+
+@register("lisa", "lisa:GAMMA:K[:frozen-embeddings] - GAMMA blocks, full weights, redrawn every K steps; "
+                  "embeddings and head always train unless frozen-embeddings (defaults 2, 20)")
+def _lisa(args, options):
+    frozen = bool(args) and args[-1] == "frozen-embeddings"
+    numbers = args[:-1] if frozen else args
+    if len(numbers) > 2:
+        raise RevtuneError(f"lisa takes GAMMA:K[:frozen-embeddings], got '{':'.join(args)}'", field="select")
+    gamma = _int_arg("lisa", numbers[0], "GAMMA") if numbers else 2
+    period = _int_arg("lisa", numbers[1], "K") if len(numbers) > 1 else 20
+    name = f"lisa:{gamma}:{period}" + (":frozen-embeddings" if frozen else "")
+    return Strategy(name, FreezeOutsideSignal() if frozen else NoSignal(), LisaRule(gamma, period),
+                    default_adapter="none", train_outside_blocks=not frozen)
+
+
+# --- IST ------------------------------------------------------------------------------------------
+
+def adapter_scalings(block: torch.nn.Module) -> list[tuple[dict, str]]:
+    """(mapping, key) of every adapter scaling inside a block, read at each forward: the ``scaling`` dict
+    of peft LoRA/DoRA layers, and the ``scale`` attribute of a ``ParallelBottleneck`` (a plain float, so
+    it lives in the module's ``__dict__``)."""
+    from peft.tuners.lora import LoraLayer
+
+    from ..adapters import ParallelBottleneck
+
+    found = []
+    for module in block.modules():
+        if isinstance(module, LoraLayer):
+            found += [(module.scaling, name) for name in module.scaling]
+        elif isinstance(module, ParallelBottleneck):
+            found.append((vars(module), "scale"))
+    return found
+
+
+@dataclass
+class IstSignal(NoSignal):
+    """IST's scores s, one per layer, starting at 0 (METHODS.md §2).
+
+    Every ``every`` steps (never step 0), before the rule runs: ``draws`` times pick floor(``probe`` n)
+    layers with weights sigmoid(s), multiply their adapter scalings by ``damp``, and take the eval-mode,
+    no-grad loss of the latest training batch; reward r_k = exp(-loss_k) - mean_j exp(-loss_j), and
+    s_l += sum_k [l in S_k] r_k p_l (1 - p_l) ``gain`` with p = sigmoid(s) from before the draws. Only
+    scalings are touched, and each is restored to its saved value, not divided back.
+    """
+
+    every: int = 10
+    draws: int = 3
+    probe: float = 0.5
+    damp: float = 0.25
+    gain: float = 10.0
+    values: np.ndarray | None = None
+    scalings: list = field(default_factory=list)
+
+    def setup(self, ctx):
+        self.values = np.zeros(ctx.n_layers)
+        self.scalings = [adapter_scalings(block) for block in decoder_blocks(ctx.model)]
+        if not all(self.scalings):
+            raise RevtuneError("ist damps adapter scalings: use --adapter lora, dora or bottleneck",
+                               field="adapter")
+
+    def scores(self, step, ctx):
+        if step > 0 and step % self.every == 0:
+            if ctx.last_batch is None:
+                raise RuntimeError(f"ist: no training batch seen before step {step}")
+            self.update(ctx)
+        return self.values.copy()
+
+    def update(self, ctx) -> None:
+        p = 1.0 / (1.0 + np.exp(-self.values))
+        size = max(1, math.floor(self.probe * ctx.n_layers))
+        subsets = [_draw(ctx, size, p) for _ in range(self.draws)]
+        losses = np.array([self.damped_loss(ctx, subset) for subset in subsets])
+        rewards = np.exp(-losses) - np.exp(-losses).mean()
+        for subset, reward in zip(subsets, rewards):
+            self.values[subset] += reward * p[subset] * (1 - p[subset]) * self.gain
+
+    def damped_loss(self, ctx, subset: list[int]) -> float:
+        saved = [(holder, key, holder[key]) for layer in subset for holder, key in self.scalings[layer]]
+        was_training = ctx.model.training
+        try:
+            for holder, key, value in saved:
+                holder[key] = value * self.damp
+            ctx.model.eval()
+            with torch.no_grad():
+                loss = ctx.model(**ctx.last_batch).loss
+            return float(loss)  # host synchronisation: three per update, every ``every`` steps
+        finally:
+            for holder, key, value in saved:
+                holder[key] = value
+            ctx.model.train(was_training)
+
+
+@dataclass
+class IstRule:
+    """floor(``share`` n) layers (at least one) drawn without replacement with weights sigmoid(-s)."""
+
+    share: float = 0.25
+
+    def select(self, step, scores, ctx):
+        k = max(1, math.floor(self.share * ctx.n_layers))
+        return _draw(ctx, k, 1.0 / (1.0 + np.exp(scores))), scores
+
+
+@register("ist", "IST: floor(n/4) layers sampled by sigmoid(-score); scores from damped-adapter losses "
+                 "every 10 steps (needs lora, dora or bottleneck)")
+def _ist(args, options):
+    _no_args("ist", args)
+    return Strategy("ist", IstSignal(), IstRule())
+
+
+# --- replay ---------------------------------------------------------------------------------------
+
+@dataclass
+class ReplayRule:
+    """The active set another run logged for each step, read once from its ``selection.jsonl``."""
+
+    path: Path
+    sets: dict[int, list[int]]
+
+    @classmethod
+    def read(cls, run: str) -> "ReplayRule":
+        path = Path(run) / "selection.jsonl" if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise RevtuneError("replay needs a run directory with a selection.jsonl", path=path,
+                               field="select")
+        sets = {}
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                record = json.loads(line)
+                sets[int(record["step"])] = [int(layer) for layer in record["active"]]
+            except (ValueError, KeyError, TypeError):
+                raise RevtuneError("expected a JSON object with step and active", path=path,
+                                   line=number) from None
+        return cls(path, sets)
+
+    def select(self, step, scores, ctx):
+        if step not in self.sets:
+            raise RevtuneError(f"replay: step {step} is past the end of the log ({len(self.sets)} steps)",
+                               path=self.path, field="select")
+        active = self.sets[step]
+        if any(not 0 <= layer < ctx.n_layers for layer in active):
+            raise RevtuneError(f"replay: step {step} names layer {max(active)} but the model has "
+                               f"{ctx.n_layers}", path=self.path, field="select")
+        return active, None
+
+
+@register("replay", "replay:RUN - the active sets of RUN/selection.jsonl, step by step")
+def _replay(args, options):
+    if not args:
+        raise RevtuneError("replay needs a run directory, e.g. replay:runs/ir", field="select")
+    return Strategy(f"replay:{args[0]}", NoSignal(), ReplayRule.read(args[0]))

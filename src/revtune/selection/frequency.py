@@ -1,0 +1,85 @@
+"""Intention-Tuning's step-2 rule: split another run's importance frequency once, keep the high side.
+
+G_l (how many steps layer l was active in a finished run, ``metrics.json`` ``importance_frequency``) is
+split with the same variance rule as IR-Tuning (window, split count and boundary from the run's
+options), and the kept layers S_gen train for the whole run (METHODS.md §4).
+
+``frequency:RUN`` reads any finished run; ``intention:OUT`` reuses the S_gen stored by ``intention-tune``
+in OUT (layers only: the adapter initialisation from the predictor is ``intention-tune``'s job).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RevtuneError
+from .base import NoSignal, Strategy
+from .registry import SelectionOptions, register
+
+
+def _metrics(path: Path) -> dict:
+    if not path.is_file():
+        raise RevtuneError("not found: expected a finished run directory", path=path, field="select")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RevtuneError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
+
+
+def read_frequency(run: str | Path) -> list[int]:
+    """G_l of a finished run."""
+    path = Path(run) / "metrics.json"
+    frequency = _metrics(path).get("importance_frequency")
+    if not frequency:
+        raise RevtuneError("holds no importance_frequency (is it a revtune training run?)", path=path,
+                           field="importance_frequency")
+    return [int(v) for v in frequency]
+
+
+def generation_layers(frequency, options: SelectionOptions | None = None) -> list[int]:
+    """S_gen: the split rule on (l, G_l), high side kept, applied once before training."""
+    options = options or SelectionOptions()
+    return options.split_rule().choose(np.asarray(frequency, dtype=np.float64))
+
+
+@dataclass
+class FrequencyRule:
+    """The same layers every step; refuses a model whose depth differs from the measured run's."""
+
+    layers: list[int]
+    frequency: list[int]
+    source: str
+
+    def select(self, step, scores, ctx):
+        if ctx.n_layers != len(self.frequency):
+            raise RevtuneError(f"the importance frequency covers {len(self.frequency)} layers but this "
+                               f"model has {ctx.n_layers}", path=self.source, field="select")
+        return list(self.layers), np.asarray(self.frequency, dtype=np.float64)
+
+
+def _path(name: str, args: list[str]) -> Path:
+    if not args:
+        raise RevtuneError(f"{name} needs a run directory, e.g. {name}:runs/predictor", field="select")
+    return Path(":".join(args))
+
+
+@register("frequency", "frequency:RUN - Intention-Tuning step 2: the high side of RUN's importance "
+                       "frequency, fixed for the run")
+def _frequency(args, options):
+    run = _path("frequency", args)
+    frequency = read_frequency(run)
+    return Strategy(f"frequency:{run}", NoSignal(), FrequencyRule(generation_layers(frequency, options),
+                                                                 frequency, str(run)))
+
+
+@register("intention", "intention:OUT - the generator layers (S_gen) of an intention-tune directory, fixed")
+def _intention(args, options):
+    out = _path("intention", args)
+    metrics = _metrics(out / "metrics.json")
+    if "generator_layers" not in metrics:
+        raise RevtuneError("not an intention-tune directory (no generator_layers)", path=out, field="select")
+    return Strategy(f"intention:{out}", NoSignal(), FrequencyRule(metrics["generator_layers"],
+                                                                 metrics["importance_frequency"], str(out)))

@@ -1,0 +1,220 @@
+"""Revision generation: causal-LM fine-tuning on the instruction prompt (Intention-Tuning's step 2).
+
+An example is ``revise_prompt(before, intents)`` followed by ``" " + after`` and EOS; the loss covers the
+response and EOS only (prompt labels are -100), with no packing. Training batches are right-padded (the
+labels are padded with -100); generation batches are left-padded so every row ends at its prompt.
+
+Dev selection on CPU: every evaluation computes the dev loss (one forward per batch) and, unless
+``dev_generate`` is 0, SARI on the first ``dev_generate`` dev items. The best-dev metric (``headline``)
+is that capped-dev ``sari``, or ``neg_loss`` (minus the dev loss, so higher is better) when generation
+is off. The test split is always generated in full.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import RevtuneError
+from ..prompts import revise_prompt
+from ..rundir import write_jsonl
+from .data import EncodedDataset, PadCollator, Splits
+
+IGNORE = -100
+STOP = "\n###"  # an under-trained model may start a new prompt section after its answer
+
+
+@dataclass
+class Decoding:
+    """How revisions are generated; built from a run's config so a run generates as it was scored."""
+
+    mode: str = "greedy"
+    num_beams: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.9
+    factor: float = 1.5
+    floor: int = 16
+    batch_size: int = 16
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> "Decoding":
+        get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key)
+        values = dict(mode=get("decoding", "greedy"), num_beams=get("num_beams", 4),
+                      temperature=get("temperature", 0.7), top_p=get("top_p", 0.9),
+                      factor=get("new_tokens_factor", 1.5), floor=get("new_tokens_floor", 16),
+                      batch_size=get("batch_size", 16), seed=get("seed", 0))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def generate_kwargs(self) -> dict:
+        """Explicit settings, so a checkpoint's own generation defaults never change the decoding."""
+        if self.mode == "sample":
+            return dict(do_sample=True, num_beams=1, temperature=self.temperature, top_p=self.top_p)
+        return dict(do_sample=False, num_beams=self.num_beams if self.mode == "beam" else 1)
+
+    def budget(self, n_source_tokens: int) -> int:
+        return max(self.floor, math.ceil(self.factor * n_source_tokens))
+
+
+def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> dict | None:
+    """``prompt + " " + response + EOS`` with the prompt's labels at -100.
+
+    The prompt is tokenised on its own (with the tokenizer's special tokens), exactly as at generation
+    time, so the boundary between prompt and response is exact. A response that does not fit loses its
+    tail (and EOS); a prompt that leaves no room for one response token gives ``None`` (dropped).
+    """
+    prompt_ids = tokenizer(prompt).input_ids
+    if len(prompt_ids) >= max_length:
+        return None
+    response_ids = tokenizer(" " + response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    response_ids = response_ids[:max_length - len(prompt_ids)]
+    ids = prompt_ids + response_ids
+    return {"input_ids": ids, "attention_mask": [1] * len(ids),
+            "labels": [IGNORE] * len(prompt_ids) + response_ids}
+
+
+def encode_revisions(records, tokenizer, max_length: int) -> tuple[EncodedDataset, int]:
+    """The dataset and how many records were dropped for a prompt longer than ``max_length``."""
+    rows = [encode_example(tokenizer, revise_prompt(r.before, r.intents), r.after, max_length)
+            for r in records]
+    kept = [row for row in rows if row is not None]
+    return EncodedDataset(kept), len(rows) - len(kept)
+
+
+def clean_output(text: str) -> str:
+    return text.split(STOP, 1)[0].strip()
+
+
+def _decode(tokenizer, ids: list[int], budget: int) -> str:
+    ids = ids[:budget]
+    if tokenizer.eos_token_id in ids:
+        ids = ids[:ids.index(tokenizer.eos_token_id)]
+    return clean_output(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], decoding: Decoding) -> list[str]:
+    """Decoded responses in input order. Batches are formed by prompt length (less padding); each item
+    is cut to its own token budget, so its text does not depend on what it was batched with."""
+    device = next(model.parameters()).device
+    collator = PadCollator(tokenizer.pad_token_id, "left")
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(decoding.seed)
+        for start in range(0, len(order), decoding.batch_size):
+            chunk = order[start:start + decoding.batch_size]
+            batch = {k: v.to(device) for k, v in collator([{"input_ids": prompts[i]} for i in chunk]).items()}
+            new = model.generate(**batch, max_new_tokens=max(budgets[i] for i in chunk),
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                 **decoding.generate_kwargs())
+            for row, index in zip(new[:, batch["input_ids"].shape[1]:].tolist(), chunk):
+                outputs[index] = _decode(tokenizer, row, budgets[index])
+    model.train(was_training)
+    return outputs
+
+
+def revise_texts(model, tokenizer, sources: list[str], intents: list, decoding: Decoding) -> list[str]:
+    """Revise each source for its intents (a list of names per source)."""
+    prompts = [tokenizer(revise_prompt(s, i)).input_ids for s, i in zip(sources, intents)]
+    budgets = [decoding.budget(len(tokenizer(s, add_special_tokens=False).input_ids)) for s in sources]
+    return generate(model, tokenizer, prompts, budgets, decoding)
+
+
+def _fingerprint(model) -> str:
+    """Identifies the current weights, so a split generated twice with the same weights is not re-run."""
+    sums = torch.stack([p.detach().float().sum() for p in model.parameters()])
+    return hashlib.sha1(sums.cpu().numpy().tobytes()).hexdigest()
+
+
+class ReviseTask:
+    """Same interface as ``IntentTask``: datasets, scores per split, predictions file."""
+
+    name = "revise"
+    model_task = "revise"
+
+    def __init__(self, config, splits: Splits):
+        self.config = config
+        self.splits = splits
+        self.decoding = Decoding.from_config(config)
+        self.headline = "sari" if config.dev_generate > 0 else "neg_loss"
+        self._generated: dict[tuple[str, str], list[str]] = {}
+
+    def prepare(self, tokenizer, device) -> None:
+        self.tokenizer, self.device = tokenizer, device
+        encoded = {name: encode_revisions(getattr(self.splits, name), tokenizer, self.config.max_length)
+                   for name in ("train", "dev", "test")}
+        self.datasets = {name: dataset for name, (dataset, _) in encoded.items()}
+        self.dropped = {name: dropped for name, (_, dropped) in encoded.items()}
+        if not len(self.datasets["train"]):
+            raise RevtuneError(f"every training prompt is longer than max_length {self.config.max_length}",
+                               field="max_length")
+        if any(self.dropped.values()):
+            warnings.warn(f"revtune: examples dropped, prompt longer than max_length {self.config.max_length}: "
+                          + ", ".join(f"{n} {split}" for split, n in self.dropped.items() if n), stacklevel=2)
+        self.collator = PadCollator(tokenizer.pad_token_id, "right", label_pad=IGNORE)
+
+    @property
+    def train_dataset(self):
+        return self.datasets["train"]
+
+    def loss(self, model, split: str) -> float:
+        """Mean loss per response token over the split (no gradients, eval mode)."""
+        dataset, total, tokens = self.datasets[split], 0.0, 0
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(dataset), self.config.batch_size):
+                batch = self.collator([dataset[i] for i in range(start, min(start + self.config.batch_size,
+                                                                              len(dataset)))])
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                count = int((batch["labels"][:, 1:] != IGNORE).sum())
+                total += float(model(**batch).loss) * count
+                tokens += count
+        model.train(was_training)
+        return total / max(1, tokens)
+
+    def _records(self, split: str):
+        records = getattr(self.splits, split)
+        return records[:self.config.dev_generate] if split == "dev" else records
+
+    def predictions(self, model, split: str) -> list[str]:
+        key = (split, _fingerprint(model))
+        if key not in self._generated:
+            records = self._records(split)
+            self._generated[key] = revise_texts(model, self.tokenizer, [r.before for r in records],
+                                                [r.intents for r in records], self.decoding)
+        return self._generated[key]
+
+    def evaluate(self, model, split: str) -> dict:
+        from ..metrics.generation import score_generation
+
+        if not getattr(self.splits, split):
+            return {}
+        scores = {}
+        if len(self.datasets[split]):
+            scores["loss"] = self.loss(model, split)
+            scores["neg_loss"] = -scores["loss"]
+        records = self._records(split)
+        if records:
+            scores.update(score_generation([r.before for r in records], self.predictions(model, split),
+                                           [[r.after] for r in records]))
+        return scores
+
+    def tune(self, model) -> dict:
+        """Nothing is tuned on dev; records the decoding and any example dropped for length."""
+        return {"decoding": vars(self.decoding).copy(), "dropped_for_length": self.dropped}
+
+    def finish(self, model, folder) -> None:
+        """``predictions.jsonl``: the test split generated by the final weights (what ``test`` scores)."""
+        records = self.splits.test
+        if not records:
+            return
+        rows = [{"source": r.before, "prediction": p, "references": [r.after], "intents": list(r.intents)}
+                for r, p in zip(records, self.predictions(model, "test"))]
+        write_jsonl(folder / "predictions.jsonl", rows)
