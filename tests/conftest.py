@@ -7,6 +7,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models run several times faster on one thread than on two contended ones; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 INTENTS = ("clarity", "fluency", "coherence", "style", "meaning-changed")
 # Each intent gets a different edit, so even a tiny model can separate them in a few steps.

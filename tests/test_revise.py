@@ -135,8 +135,6 @@ def test_dev_loss_only_selects_on_minus_the_loss(tmp_path):
     assert "sari" not in metrics["best_dev"] and metrics["best_dev"]["neg_loss"] == -metrics["best_dev"]["loss"]
 
 
-@pytest.mark.xfail(strict=True, reason="foundation: LayerSelectionCallback leaves only the last step's layers "
-                                       "requiring grad, and bottleneck adapters are saved from requires_grad")
 def test_a_bottleneck_ir_run_saves_every_layer(tmp_path):
     from safetensors.torch import load_file
 

@@ -49,8 +49,8 @@ class RunConfig:
     ir_boundary: str = _f("reference", "reference (keep one layer more, as the authors) or exact")
     ir_window: list = _f([0.35, 0.65], "quantile window of the variance split")
     objective: str = _f("quality", "card:PATH placement: quality (best predicted gain within --budget) or "
-                        "cost (shallowest cut reaching 95%% of the full predicted gain; cost:0.9 for 90%%)")
-    budget: str = _f("", "card:PATH budget: layers=6, layers=20%%, params=2e6, time=1.5 (s/step), "
+                        "cost (shallowest cut reaching 95% of the full predicted gain; cost:0.9 for 90%)")
+    budget: str = _f("", "card:PATH budget: layers=6, layers=20%, params=2e6, time=1.5 (s/step), "
                      "memory=3e9 (bytes); comma-separate several")
     adapter: str | None = _f(None, "lora, dora, bottleneck or none (full weights); default lora")
     lora_r: int = _f(32, "LoRA/DoRA rank")

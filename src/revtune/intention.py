@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,7 +32,6 @@ import torch
 from .errors import RevtuneError, did_you_mean
 from .rundir import building, read_run, write_json
 from .selection.base import NoSignal, Strategy
-from .selection.callback import apply_active
 from .selection.frequency import FrequencyRule, generation_layers, read_frequency
 
 INIT_LAYERS = ("selected", "all", "none")
@@ -60,27 +59,6 @@ class IntentionOptions:
 class IntentionResult:
     path: Path
     metrics: dict
-
-
-class _SaveEveryLayer(Strategy):
-    """A strategy that makes every layer trainable again when training ends.
-
-    The selection callback leaves only the last step's layers requiring grad, and the run saves
-    non-peft adapters (bottleneck) from ``requires_grad``; without this a bottleneck predictor would
-    lose the layers that were frozen in its final step, and step 2 could not start from them.
-    """
-
-    def setup(self, ctx):
-        self._layers = ctx.layers
-        super().setup(ctx)
-
-    def close(self):
-        super().close()
-        apply_active(self._layers, list(range(self._layers.n_layers)))
-
-
-def _saving_every_layer(strategy: Strategy) -> Strategy:
-    return _SaveEveryLayer(**{f.name: getattr(strategy, f.name) for f in fields(Strategy)})
 
 
 def alignment_ratio(s_int, s_gen) -> float:
@@ -169,7 +147,7 @@ def train_predictor(config, options: IntentionOptions, folder: Path, final: Path
     else:
         steps = options.predictor_steps or config.max_steps
         step1 = replace(config, task="intent", select="ir", out=str(folder), overwrite=False, max_steps=steps)
-        train_run(step1, strategy=_saving_every_layer(build_strategy("ir", selection_options(step1))),
+        train_run(step1, strategy=build_strategy("ir", selection_options(step1)),
                   quiet=quiet)
     _finish_subrun(folder, final)
     return json.loads((folder / "metrics.json").read_text())
@@ -194,8 +172,8 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
     from .training.run import train_run
 
     frequency = read_frequency(predictor)
-    strategy = _saving_every_layer(Strategy(f"frequency:{final_predictor}", NoSignal(),
-                                            FrequencyRule(s_gen, frequency, str(final_predictor))))
+    strategy = Strategy(f"frequency:{final_predictor}", NoSignal(),
+                        FrequencyRule(s_gen, frequency, str(final_predictor)))
     init = {"selected": s_gen, "all": list(range(len(frequency))), "none": []}[options.init_layers]
     tensors = predictor_tensors(predictor) if init else {}
     copied = []
@@ -217,7 +195,7 @@ def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bo
 
     run = replace(config, task="revise", select="ir", out=str(folder), overwrite=False)
     options = selection_options(run)
-    metrics = train_run(run, strategy=_saving_every_layer(build_strategy("ir", options)), quiet=quiet).metrics
+    metrics = train_run(run, strategy=build_strategy("ir", options), quiet=quiet).metrics
     _finish_subrun(folder, final)
     s_gen = generation_layers(metrics["importance_frequency"], options)
     return {"s_int": s_int, "s_gen": s_gen, "ratio": alignment_ratio(s_int, s_gen),

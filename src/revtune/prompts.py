@@ -44,7 +44,8 @@ def intent_prompt(revision: Revision, labels: list[str], style: str = "instructi
 def revise_prompt(before: str, intents) -> str:
     """Instruction for revision generation; the response follows 'Revised Text:'."""
     joined = ", ".join(intents)
+    noun = "intention" if len(intents) == 1 else "intentions"
     return ("### Instruction:\n"
-            f"Revise the original text to improve its {joined}.\n\n"
+            f"Revise the original text for the {noun}: {joined}.\n\n"
             f"### Original Text: {before}\n"
             "### Revised Text:")

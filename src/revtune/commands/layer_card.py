@@ -20,7 +20,7 @@ def add_arguments(parser):
     hints = typing.get_type_hints(CardOptions)
     for f in dataclasses.fields(CardOptions):
         flag = "--" + f.name.replace("_", "-")
-        kw = dict(dest=f"card_{f.name}", default=f.default, help=f.metadata["help"])
+        kw = dict(dest=f"card_{f.name}", default=f.default, help=f.metadata["help"].replace("%", "%%"))
         if hints[f.name] is bool:
             parser.add_argument(flag, action="store_true", **kw)
         else:

@@ -28,7 +28,8 @@ from .cost import analytic_costs, measure_costs
 from .coupling import COUPLING_MODES, coupling_matrix, rho, unit_perturbations
 from .performance import dev_loss, probe_runs, standard_placements
 from .placement import GainModel, signal_gains
-from .probe import (block_groups, block_norms, probe_batches, stream_pass, target_modules, task_loss)
+from .probe import (ProbeBatch, block_groups, block_norms, probe_batches, stream_pass, target_modules,
+                    task_loss)
 from .stats import GRAM_MODES, ModuleSignals, direction, module_signals
 
 EIG_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -55,7 +56,7 @@ class CardOptions:
     cost_steps: int = _o(2, "timed steps per block with --measure-cost (after one warm-up step)")
     measure_performance: bool = _o(False, "fine-tune each block alone and the standard placements")
     probe_steps: int = _o(50, "steps of each --measure-performance fine-tune")
-    placement_k: int = _o(0, "layers in the standard placements (0: 20%% of the blocks)")
+    placement_k: int = _o(0, "layers in the standard placements (0: 20% of the blocks)")
 
     def __post_init__(self):
         for name in ("probe_batches", "coupling_sequences", "coupling_batches", "cost_steps", "probe_steps"):
@@ -71,78 +72,114 @@ class CardOptions:
                                field="ridge")
 
 
+@dataclass
+class Probe:
+    """The frozen model and probe data a card is measured on."""
+
+    model: torch.nn.Module
+    source: str
+    task: object
+    adapter: object
+    targets: list[str]
+    per_block: list
+    batches: list[ProbeBatch]
+    steps: int
+    loss_fn: object
+    device: torch.device
+    seed: int
+
+
 def build_card(config, options: CardOptions, out: str | Path, overwrite: bool = False,
                quiet: bool = False) -> Card:
     """Measure a card for ``config``'s model, data and adapter and write it to ``out``."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     seed_everything(config.seed)
-    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     splits = load_splits(config)
-    task = make_task(config, splits)
-    adapter = adapter_config(config, build_strategy("all"), task.name)
     with building(out, overwrite) as tmp:
-        loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
-                            config.seed, config.tiny_layers)
-        tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model)
-        model = loaded.model.to(device).eval()
-        task.prepare(tokenizer, device)
-        loss_fn = partial(task_loss, task=task.name, multi_label=splits.multi_label)
-        targets = resolve_targets(model, adapter.targets)
-        per_block = target_modules(model, targets)
-        batches = probe_batches(task.train_dataset.rows, task.collator, config.batch_size,
-                                options.probe_batches, config.seed, device)
-        steps = planned_steps(config, len(splits.train))
-        say(f"revtune: layer card of {config.model}: {len(per_block)} blocks, targets {','.join(targets)}, "
-            f"{len(batches)} probe batches ({sum(b.n_tokens for b in batches)} tokens), T = {steps} steps")
-        peak = PeakMemory(device)
-        peak.reset()
-        started = time.perf_counter()
-        signals, directions = measure_signals(model, per_block, batches, loss_fn, options, steps, adapter.r)
-        signal_seconds = time.perf_counter() - started
-        coupling_data = probe_batches(task.train_dataset.rows, task.collator, options.coupling_sequences,
-                                      options.coupling_batches, config.seed, device)
-        r, tokens = coupling_matrix(model, coupling_data, unit_perturbations(per_block, directions, device),
-                                    options.coupling_eps, options.coupling_mode)
-        timing = {"signals_seconds": signal_seconds, "coupling_seconds": time.perf_counter() - started
-                  - signal_seconds, "card_seconds": time.perf_counter() - started,
-                  "card_peak_bytes": peak.peak_bytes()}
+        probe = prepare_probe(config, options, splits)
+        say(f"revtune: layer card of {config.model}: {len(probe.per_block)} blocks, targets "
+            f"{','.join(probe.targets)}, {len(probe.batches)} probe batches "
+            f"({sum(b.n_tokens for b in probe.batches)} tokens), T = {probe.steps} steps")
+        rows, coupling, timing = measure(probe, options)
         say(f"revtune: signals {timing['signals_seconds']:.1f} s, coupling {timing['coupling_seconds']:.1f} s "
-            f"(rho {rho(r):.3f}), peak {timing['card_peak_bytes'] / 2**30:.2f} GiB")
-        rows = [{**block_row(block), **cost} for block, cost in zip(signals, analytic_costs(model, per_block, adapter))]
-        data = {
-            "schema": SCHEMA, "version": VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {"spec": config.model, "source": loaded.source, "n_layers": len(per_block),
-                      "hidden_size": int(model.config.hidden_size), "dtype": config.dtype,
-                      "block_norms": block_norms(model, targets)},
-            "adapter": {**asdict(adapter), "targets": targets},
-            "task": {"name": task.name, "labels": list(splits.labels), "multi_label": splits.multi_label,
-                     "headline": task.headline},
-            "probe": {"sequences": sum(len(b.inputs["input_ids"]) for b in batches), "batches": len(batches),
-                      "batch_size": config.batch_size, "tokens": sum(b.n_tokens for b in batches),
-                      "data_hash": data_hash(batches), "seed": config.seed, "max_length": config.max_length,
-                      "planned_steps": steps, "train": config.train or "shipped sample"},
-            "options": asdict(options),
-            "coupling": {"R": r.tolist(), "rho": rho(r), "mode": options.coupling_mode,
-                         "eps": options.coupling_eps, "tokens": tokens},
-            "blocks": rows, "placements": [], "baseline": None, "timing": timing,
-        }
+            f"(rho {coupling['rho']:.3f}), peak {timing['card_peak_bytes'] / 2**30:.2f} GiB")
+        data = card_document(config, options, probe, splits, rows, coupling, timing)
         if options.measure_performance:
-            data["baseline"] = {"dev_loss": dev_loss(model, task.datasets["dev"], task.collator, loss_fn,
-                                                     config.batch_size, device)}
+            data["baseline"] = {"dev_loss": dev_loss(probe.model, probe.task.datasets["dev"], probe.task.collator,
+                                                     probe.loss_fn, config.batch_size, probe.device)}
         if options.measure_cost:
             say("revtune: measuring step time and memory per block")
-            model, measured = measure_costs(model, adapter, task.name, batches, loss_fn, options.cost_steps,
-                                            config.learning_rate, device)
+            _, measured = measure_costs(probe.model, probe.adapter, probe.task.name, probe.batches, probe.loss_fn,
+                                        options.cost_steps, config.learning_rate, probe.device)
             for row, extra in zip(rows, measured):
                 row.update(extra)
-        del model, loaded
+        probe.model = None  # the probe fine-tunes load their own
         if options.measure_performance:
-            add_performance(data, config, options, task, loss_fn, device, say)
+            add_performance(data, config, options, probe, say)
         write_card(tmp, data)
-    card = read_card(out)
     say(f"revtune: layer card -> {out} (card.json, card.md, card.png)")
-    return card
+    return read_card(out)
+
+
+def prepare_probe(config, options: CardOptions, splits) -> Probe:
+    """Load the model exactly as ``train_run`` would (same seed, so the same new head) and frozen."""
+    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    task = make_task(config, splits)
+    adapter = adapter_config(config, build_strategy("all"), task.name)
+    loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype, config.seed,
+                        config.tiny_layers)
+    tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model)
+    model = loaded.model.to(device).eval()
+    task.prepare(tokenizer, device)
+    targets = resolve_targets(model, adapter.targets)
+    batches = probe_batches(task.train_dataset.rows, task.collator, config.batch_size, options.probe_batches,
+                            config.seed, device)
+    return Probe(model, loaded.source, task, adapter, targets, target_modules(model, targets), batches,
+                 planned_steps(config, len(splits.train)),
+                 partial(task_loss, task=task.name, multi_label=splits.multi_label), device, config.seed)
+
+
+def measure(probe: Probe, options: CardOptions) -> tuple[list[dict], dict, dict]:
+    """Signals and coupling: the card's own cost, timed and with its peak memory."""
+    peak = PeakMemory(probe.device)
+    peak.reset()
+    started = time.perf_counter()
+    signals, directions = measure_signals(probe.model, probe.per_block, probe.batches, probe.loss_fn, options,
+                                          probe.steps, probe.adapter.r)
+    signal_seconds = time.perf_counter() - started
+    coupling_data = probe_batches(probe.task.train_dataset.rows, probe.task.collator, options.coupling_sequences,
+                                  options.coupling_batches, probe.seed, probe.device)
+    r, tokens = coupling_matrix(probe.model, coupling_data,
+                                unit_perturbations(probe.per_block, directions, probe.device),
+                                options.coupling_eps, options.coupling_mode)
+    total = time.perf_counter() - started
+    timing = {"signals_seconds": signal_seconds, "coupling_seconds": total - signal_seconds,
+              "card_seconds": total, "card_peak_bytes": peak.peak_bytes()}
+    costs = analytic_costs(probe.model, probe.per_block, probe.adapter)
+    rows = [{**block_row(block), **cost} for block, cost in zip(signals, costs)]
+    coupling = {"R": r.tolist(), "rho": rho(r), "mode": options.coupling_mode, "eps": options.coupling_eps,
+                "tokens": tokens}
+    return rows, coupling, timing
+
+
+def card_document(config, options: CardOptions, probe: Probe, splits, rows, coupling, timing) -> dict:
+    batches = probe.batches
+    return {
+        "schema": SCHEMA, "version": VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"spec": config.model, "source": probe.source, "n_layers": len(probe.per_block),
+                  "hidden_size": int(probe.model.config.hidden_size), "dtype": config.dtype,
+                  "block_norms": block_norms(probe.model, probe.targets)},
+        "adapter": {**asdict(probe.adapter), "targets": probe.targets},
+        "task": {"name": probe.task.name, "labels": list(splits.labels), "multi_label": splits.multi_label,
+                 "headline": probe.task.headline},
+        "probe": {"sequences": sum(len(b.inputs["input_ids"]) for b in batches), "batches": len(batches),
+                  "batch_size": config.batch_size, "tokens": sum(b.n_tokens for b in batches),
+                  "data_hash": data_hash(batches), "seed": config.seed, "max_length": config.max_length,
+                  "planned_steps": probe.steps, "train": config.train or "shipped sample"},
+        "options": asdict(options), "coupling": coupling, "blocks": rows, "placements": [], "baseline": None,
+        "timing": timing,
+    }
 
 
 def measure_signals(model, per_block, batches, loss_fn, options: CardOptions, steps: int, rank: int):
@@ -180,26 +217,27 @@ def data_hash(batches) -> str:
     return digest.hexdigest()[:16]
 
 
-def add_performance(data: dict, config, options: CardOptions, task, loss_fn, device, say) -> None:
+def add_performance(data: dict, config, options: CardOptions, probe: Probe, say) -> None:
     """Probe fine-tunes of every block and the standard placements; their gains over the frozen
     model's dev loss become the blocks' ``probe_gain`` (what placement prefers when present)."""
     n = data["model"]["n_layers"]
     k = options.placement_k or max(1, round(0.2 * n))
     placements = standard_placements(n, k, config.seed)
     sets = {f"block{i}": [i] for i in range(n)} | placements
+    task = probe.task
 
     def evaluate(model):
-        return dev_loss(model, task.datasets["dev"], task.collator, loss_fn, config.batch_size, device)
+        return dev_loss(model, task.datasets["dev"], task.collator, probe.loss_fn, config.batch_size, probe.device)
 
-    run_config = dataclasses.replace(config, device=str(device))
-    results = probe_runs(run_config, sets, options.probe_steps, evaluate, task.headline, say)
+    results = probe_runs(dataclasses.replace(config, device=str(probe.device)), sets, options.probe_steps,
+                         evaluate, task.headline, say)
     base = data["baseline"]["dev_loss"]
     for index, row in enumerate(data["blocks"]):
         measured = results[f"block{index}"]
         row.update(probe_dev_loss=measured["dev_loss"], probe_dev_metric=measured["dev_metric"],
                    probe_gain=max(0.0, base - measured["dev_loss"]))
-    gains, _ = signal_gains(Card(data, Path(".")))
-    model = GainModel(gains, Card(data, Path(".")).coupling)
+    card = Card(data, Path("."))
+    model = GainModel(signal_gains(card)[0], card.coupling)
     full = model.predicted(range(n))
     data["placements"] = [{"name": name, "layers": layers, "dev_loss": results[name]["dev_loss"],
                            "dev_metric": results[name]["dev_metric"],

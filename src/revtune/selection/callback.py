@@ -108,6 +108,8 @@ class LayerSelectionCallback(TrainerCallback):
         self.step_seconds.append(time.perf_counter() - self._started)
 
     def on_train_end(self, args, state, control, **kwargs):
+        # Leave every layer trainable again, so saving and later training see the whole adapter.
+        apply_active(self.ctx.layers, list(range(self.ctx.n_layers)))
         self.close()
 
     def close(self):

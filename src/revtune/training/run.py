@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 import warnings
 import time
 from dataclasses import dataclass
@@ -64,6 +63,8 @@ class BestDevTracker(TrainerCallback):
 
     def __init__(self, task, model, every: int):
         self.task, self.model, self.every = task, model, every
+        # Named now, while every layer is trainable: mid-run only the active layers require grad.
+        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
         self.history: list[dict] = []
         self.best: dict | None = None
         self.best_state: dict | None = None
@@ -78,8 +79,11 @@ class BestDevTracker(TrainerCallback):
             headline = scores[self.task.headline]
             if self.best is None or headline > self.best[self.task.headline]:
                 self.best = entry
-                self.best_state = adapter_lib.adapter_state(self.model) if state.global_step != state.max_steps \
-                    else None
+                self.best_state = self.snapshot() if state.global_step != state.max_steps else None
+
+    def snapshot(self) -> dict:
+        params = dict(self.model.named_parameters())
+        return {name: params[name].detach().cpu().clone() for name in self.names}
 
 
 class QuietProgress(ProgressCallback):
@@ -173,7 +177,7 @@ def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
     metrics["best_dev"] = tracker.best or {}
     metrics["dev_history"] = tracker.history
     if tracker.best_state is not None and metrics["test"]:
-        final_state = adapter_lib.adapter_state(model)
+        final_state = tracker.snapshot()
         _load_trainable(model, tracker.best_state)
         metrics["test_at_best_dev"] = task.evaluate(model, "test")
         _load_trainable(model, final_state)
