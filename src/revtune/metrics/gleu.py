@@ -21,6 +21,7 @@ from collections import Counter
 import numpy as np
 
 from revtune.errors import RevtuneError
+from revtune.metrics.inputs import check_corpus
 
 
 def _ngram_counts(tokens: list[str], n: int) -> Counter:
@@ -58,13 +59,7 @@ def reference_draws(n_refs: list[int], iterations: int) -> list[list[int]]:
 
 
 def _check(sources, predictions, references_list, n: int) -> None:
-    if not (len(sources) == len(predictions) == len(references_list)):
-        raise RevtuneError(f"GLEU inputs differ in length: {len(sources)} sources, "
-                           f"{len(predictions)} predictions, {len(references_list)} reference lists")
-    if not sources:
-        raise RevtuneError("GLEU of an empty corpus is undefined")
-    if any(not refs for refs in references_list):
-        raise RevtuneError("GLEU needs at least one reference per item")
+    check_corpus("GLEU", sources, predictions, references_list)
     if n < 1:
         raise RevtuneError(f"GLEU order n must be at least 1, got {n}")
 

@@ -19,6 +19,7 @@ from collections import Counter
 from functools import lru_cache
 
 from revtune.errors import RevtuneError, did_you_mean
+from revtune.metrics.inputs import check_corpus
 
 MAX_ORDER = 4
 VARIANTS = ("iterater", "hf", "easse")
@@ -137,13 +138,7 @@ def sari_sentence(source: str, prediction: str, references: list[str], variant: 
 def corpus_sari(sources, predictions, references_list, variant: str = "iterater") -> float:
     """Corpus SARI, 0-100: the mean of sentence scores, or EASSE's pooled counts under ``easse``."""
     _check_variant(variant)
-    if not (len(sources) == len(predictions) == len(references_list)):
-        raise RevtuneError(f"SARI inputs differ in length: {len(sources)} sources, "
-                           f"{len(predictions)} predictions, {len(references_list)} reference lists")
-    if not sources:
-        raise RevtuneError("SARI of an empty corpus is undefined")
-    if any(not refs for refs in references_list):
-        raise RevtuneError("SARI needs at least one reference per item")
+    check_corpus("SARI", sources, predictions, references_list)
     if variant == "easse":
         return _easse_corpus(sources, predictions, references_list)
     scores = [_sentence(s, p, r, variant) for s, p, r in zip(sources, predictions, references_list)]
