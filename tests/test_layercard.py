@@ -20,15 +20,6 @@ from revtune.layercard.stats import (InputSums, ModuleSums, cross_fitted, direct
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread avoids waiting on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sums_of(x, g, half, gram="never", chunks=1, dtype=F64):
     """Feed (x, g) token rows to the streaming sums in ``chunks`` pieces, as batches would (fp64 sums
     here so closed forms match to 1e-8; the card keeps fp32 sums)."""
@@ -258,7 +249,7 @@ def expected_signals(x, g, g_a, g_b, ridge=1e-2):
 def test_signals_match_a_direct_computation_on_a_tiny_transformer(tiny, gram):
     model, batches = tiny
     per_block, signals, directions = card_signals(model, batches, gram=gram)
-    for block, name in ((0, "self_attn.q_proj"), (1, "mlp.down_proj"), (2, "self_attn.v_proj")):
+    for block, name in ((0, "self_attn.q_proj"), (0, "mlp.up_proj"), (1, "mlp.down_proj"), (2, "self_attn.v_proj")):
         module = dict(per_block[block])[name]
         expected = expected_signals(*direct_sums(model, batches, module))
         got = signals[block][name].as_dict()
@@ -266,6 +257,17 @@ def test_signals_match_a_direct_computation_on_a_tiny_transformer(tiny, gram):
             assert got[key] == pytest.approx(expected[key], rel=2e-3, abs=1e-9), (block, name, key)
         np.testing.assert_allclose(directions[(block, name)].numpy(), expected["direction"], rtol=2e-3,
                                    atol=1e-6 * np.abs(expected["direction"]).max())
+
+
+def test_q_k_v_share_one_input_and_the_mlp_has_two(tiny):
+    from revtune.layercard.probe import stream_pass
+
+    model, batches = tiny
+    per_block = target_modules(model, ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"])
+    stats = stream_pass(model, per_block, [0, 1, 2], batches[:1], partial(task_loss, task="intent"))
+    sources = {name: id(stats.modules[(1, name)].source) for name, _ in per_block[1]}
+    assert sources["self_attn.q_proj"] == sources["self_attn.k_proj"] == sources["self_attn.v_proj"]
+    assert len(set(sources.values())) == 3 and len(stats.inputs) == 9
 
 
 def test_groups_of_blocks_give_the_same_signals(tiny):
@@ -323,7 +325,7 @@ def test_analytic_parameters_count_what_the_adapter_trains(kind):
 
 # --- placement on constructed cards -----------------------------------------------------------------
 
-def fake_card(tmp_path, gains, coupling=None, params=None, seconds=None, memory=None, name="card"):
+def fake_card(tmp_path, gains, coupling=None, params=None, seconds=None, memory=None, probe=None, name="card"):
     n = len(gains)
     blocks = []
     for i, gain in enumerate(gains):
@@ -334,6 +336,8 @@ def fake_card(tmp_path, gains, coupling=None, params=None, seconds=None, memory=
             row["step_seconds"] = seconds[i]
         if memory:
             row["peak_bytes"] = memory[i]
+        if probe:
+            row["probe_gain"] = probe[i]
         blocks.append(row)
     data = {"schema": SCHEMA, "version": VERSION,
             "model": {"spec": "fake", "n_layers": n, "hidden_size": 8, "block_norms": [1.0] * n},
@@ -352,6 +356,14 @@ def test_quality_picks_the_largest_gains_when_uncoupled(tmp_path):
     assert placement.layers == [1, 3, 5]
     assert placement.ratio == pytest.approx((0.5 + 0.9 + 0.4) / 2.15)
     assert place(card, "quality", "layers=50%").layers == [1, 3, 5]
+
+
+def test_probe_gains_lead_when_measured_and_informative(tmp_path):
+    card = fake_card(tmp_path, [0.9, 0.1, 0.1], probe=[0.0, 0.2, 0.5])
+    placement = place(card, "quality", "layers=1")
+    assert placement.layers == [2] and placement.gain_source == "probe_gain"
+    flat = fake_card(tmp_path, [0.9, 0.1, 0.1], probe=[0.0, 0.0, 0.0], name="flat")
+    assert place(flat, "quality", "layers=1").gain_source == "gain_cf"
 
 
 def test_quality_skips_a_block_that_duplicates_a_chosen_one(tmp_path):

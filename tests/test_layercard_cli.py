@@ -1,10 +1,8 @@
 """Layer Card end to end on the tiny model: revtune layer-card, train --select card:PATH, refusals."""
 import json
-import os
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import run_cli, tiny_args
 from revtune.errors import RevtuneError
@@ -14,21 +12,6 @@ from revtune.selection.registry import SelectionOptions, build_strategy
 
 CARD_FLAGS = ("--tiny-layers", "2", "--probe-batches", "2", "--measure-cost", "--cost-steps", "1",
               "--measure-performance", "--probe-steps", "1")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread per process avoids OpenMP spin-waiting,
-    which makes these runs tens of times slower under load."""
-    before_env, before_torch = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before_torch)
-    if before_env is None:
-        os.environ.pop("OMP_NUM_THREADS")
-    else:
-        os.environ["OMP_NUM_THREADS"] = before_env
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ class CardOptions:
     gram: str = _o("auto", "token-Gram form while tokens < d_in (auto), never, or always")
     max_bytes: float = _o(2e9, "memory for the per-module sums; beyond it blocks are measured in groups")
     eig_dtype: str = _o("float32", "precision of the eigendecompositions: float32 or float64 (slower)")
-    coupling_sequences: int = _o(4, "sequences per coupling batch (the first probe sequences)")
+    coupling_sequences: int = _o(2, "sequences per coupling batch (the first probe sequences)")
     coupling_batches: int = _o(1, "batches for the coupling matrix")
     coupling_eps: float = _o(1e-3, "finite-difference step along each block's unit direction")
     coupling_mode: str = _o("pooled", "pooled (inner products summed over tokens) or token (mean cosine)")

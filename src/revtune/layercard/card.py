@@ -165,6 +165,9 @@ def card_markdown(data: dict) -> str:
         for row in placements:
             lines.append(f"| {row['name']} | {','.join(map(str, row['layers']))} | {_fmt(row.get('dev_loss'))} "
                          f"| {_fmt(row.get('dev_metric'))} | {_fmt(row.get('predicted_ratio'))} |")
+    if data.get("baseline"):
+        lines += ["", f"Frozen model (step 0) dev loss: {_fmt(data['baseline'].get('dev_loss'))}; probe_gain = that "
+                  "minus a block's probe dev loss, floored at 0."]
     timing = data.get("timing") or {}
     if timing:
         lines += ["", "Computed in " + ", ".join(f"{k} {_fmt(v)}" for k, v in timing.items()) + "."]

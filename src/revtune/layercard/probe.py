@@ -75,14 +75,14 @@ def module_dims(module: nn.Module) -> tuple[int, int]:
     return d_in, d_out
 
 
+def is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
 def target_modules(model: nn.Module, targets: list[str]) -> list[list[tuple[str, nn.Module]]]:
     """Per block, the (name, module) pairs an adapter would wrap, in the block's module order."""
-    found = []
-    for block in decoder_blocks(model):
-        found.append([(name, module) for name, module in block.named_modules()
-                      if name.rsplit(".", 1)[-1] in targets
-                      and (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D")])
-    return found
+    return [[(name, module) for name, module in block.named_modules()
+             if name.rsplit(".", 1)[-1] in targets and is_linear(module)] for block in decoder_blocks(model)]
 
 
 def block_bytes(modules: list[tuple[str, nn.Module]]) -> int:
@@ -110,14 +110,16 @@ def block_groups(per_block: list[list[tuple[str, nn.Module]]], max_bytes: int) -
 
 
 class _Recorder:
-    """Hooks for one group of blocks; q, k and v are found to share an input by tensor identity."""
+    """Hooks for one group of blocks. Modules fed the very same tensor (q, k and v) share one
+    :class:`InputSums`; that is decided in the first batch, while the inputs seen are held alive so
+    a freed tensor's memory cannot be mistaken for a shared input."""
 
-    def __init__(self, model, per_block, group: list[int], gram: str):
+    def __init__(self, model, per_block, group: list[int], gram: str, total_tokens: int):
         self.model = model
         self.stats = StreamStats()
-        self.gram = gram
+        self.gram, self.total_tokens = gram, total_tokens
         self.batch: ProbeBatch | None = None
-        self.shared: dict[tuple, InputSums] = {}
+        self.first_inputs: list[tuple[int, torch.Tensor, InputSums]] = []
         self.added: dict[int, torch.Tensor] = {}  # this batch's token rows per shared input
         self.handles = []
         blocks = decoder_blocks(model)
@@ -134,11 +136,11 @@ class _Recorder:
             d_in, d_out = module_dims(module)
             sums = self.stats.modules.get((index, name))
             if sums is None:
-                key = (index, x.data_ptr(), tuple(x.shape))
-                source = self.shared.get(key)
+                source = next((s for i, seen, s in self.first_inputs if i == index and seen is x), None)
                 if source is None:
-                    source = self.shared[key] = InputSums(d_in, self.gram)
+                    source = InputSums(d_in, self._form(d_in))
                     self.stats.inputs.append(source)
+                    self.first_inputs.append((index, x, source))
                 sums = self.stats.modules[(index, name)] = ModuleSums(source, d_out)
             batch = self.batch
             rows_x = self.added.get(id(sums.source))
@@ -148,12 +150,19 @@ class _Recorder:
             output.register_hook(lambda g: sums.add(rows_x, g.reshape(-1, d_out)[batch.rows], batch.half_a))
         return hook
 
+    def _form(self, d_in: int) -> str:
+        """With the probe set's size known, 'auto' picks the final form at once (no conversion)."""
+        if self.gram != "auto":
+            return self.gram
+        return "always" if self.total_tokens <= d_in else "never"
+
     def run(self, batches: list[ProbeBatch], loss_fn: Callable) -> StreamStats:
         try:
             for batch in batches:
                 self.batch, self.added = batch, {}
                 loss, _ = loss_fn(self.model, batch.inputs)
                 loss.backward()
+                self.first_inputs = []
                 for source in self.stats.inputs:
                     source.settle()
         finally:
@@ -176,7 +185,7 @@ def stream_pass(model, per_block, group: list[int], batches: list[ProbeBatch], l
     """One pass over ``batches`` measuring the blocks in ``group``; the model stays frozen."""
     for param in model.parameters():
         param.requires_grad_(False)
-    return _Recorder(model, per_block, group, gram).run(batches, loss_fn)
+    return _Recorder(model, per_block, group, gram, sum(b.n_tokens for b in batches)).run(batches, loss_fn)
 
 
 def block_norms(model: nn.Module, targets: list[str]) -> list[float]:

@@ -9,7 +9,8 @@ Everything is computed from one eigendecomposition of Sigma, Sigma = V diag(s) V
 projected on its modes (G V): resnorm, the cross-fitted resnorm, the rank-r share, the budgeted gain
 and the adapter direction are then sums over modes. Sums are kept in fp32 and grow with d_in, never
 with the number of batches. While N < d_in the token rows themselves are kept (the Gram form): Sigma is
-singular then, and the same mode quantities come from the N x N token Gram matrix instead.
+singular then, and the same mode quantities come from the N x N token Gram matrix instead. Sums stay on
+the device the model runs on; ``max_bytes`` (see :mod:`.probe`) bounds them.
 """
 from __future__ import annotations
 
@@ -71,11 +72,10 @@ class InputSums:
         x = x.detach().to(self.dtype)
         self.n += len(x)
         if self.in_gram_form:
-            self.rows.append(x.cpu())
-            self.halves.append(half_a.cpu())
+            self.rows.append(x)
+            self.halves.append(half_a)
         else:
-            xx = x.T @ x
-            self.xx = xx.cpu() if self.xx is None else self.xx + xx.cpu()
+            self.xx = x.T @ x if self.xx is None else self.xx.addmm_(x.T, x)
 
     def settle(self) -> None:
         """After a batch: leave the Gram form once N exceeds d_in (memory stays bounded by d_in^2)."""
@@ -120,12 +120,12 @@ class ModuleSums:
         self.n_a += int(half_a.sum())
         self.n_b += int((~half_a).sum())
         if self.source.in_gram_form:
-            self.grad_rows.append(g.cpu())
+            self.grad_rows.append(g)
             return
         x = x.detach().to(self.source.dtype)
-        ga, gb = (g[half_a].T @ x[half_a]).cpu(), (g[~half_a].T @ x[~half_a]).cpu()
-        self.ga = ga if self.ga is None else self.ga + ga
-        self.gb = gb if self.gb is None else self.gb + gb
+        ga, gb = g[half_a].T @ x[half_a], g[~half_a].T @ x[~half_a]
+        self.ga = ga if self.ga is None else self.ga.add_(ga)
+        self.gb = gb if self.gb is None else self.gb.add_(gb)
 
     def to_covariance(self, x: torch.Tensor, half_a: torch.Tensor) -> None:
         g = torch.cat(self.grad_rows)
@@ -134,17 +134,13 @@ class ModuleSums:
 
     def spectrum(self, basis, dtype=torch.float64) -> Spectrum:
         s, v, xv = basis
-        n, n_a, n_b = self.source.n, max(self.n_a, 1), max(self.n_b, 1)
         if xv is None:
-            ga, gb = self.ga.to(dtype), self.gb.to(dtype)
-            gv_a, gv_b = ga @ v / n_a, gb @ v / n_b
-            gv = (ga + gb) @ v / n
+            sum_a, sum_b = self.ga.to(dtype) @ v, self.gb.to(dtype) @ v
         else:
-            g = torch.cat(self.grad_rows).to(dtype)
-            half = torch.cat(self.source.halves)
-            gv = g.T @ xv / n
-            gv_a, gv_b = g[half].T @ xv[half] / n_a, g[~half].T @ xv[~half] / n_b
-        return Spectrum(s, v, gv, gv_a, gv_b, self.source.d_in)
+            g, half = torch.cat(self.grad_rows).to(dtype), torch.cat(self.source.halves)
+            sum_a, sum_b = g[half].T @ xv[half], g[~half].T @ xv[~half]
+        gv = (sum_a + sum_b) / self.source.n
+        return Spectrum(s, v, gv, sum_a / max(self.n_a, 1), sum_b / max(self.n_b, 1), self.source.d_in)
 
     def nbytes(self) -> int:
         if self.ga is not None:
