@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from revtune.errors import RevtuneError
-from revtune.layercard.build import CardOptions, measure_signals
+from revtune.layercard.build import measure_signals
+from revtune.layercard.options import CardOptions
 from revtune.layercard.card import SCHEMA, VERSION, read_card, write_card
 from revtune.layercard.coupling import CouplingSums, coupling_matrix, rho, unit_perturbations
 from revtune.layercard.ir import overlap_with_ir

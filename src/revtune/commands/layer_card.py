@@ -11,7 +11,7 @@ def add_arguments(parser):
     import typing
 
     from ..config import RunConfig, add_config_arguments
-    from ..layercard.build import CardOptions
+    from ..layercard.options import CardOptions
 
     add_config_arguments(parser, only=tuple(f.name for f in dataclasses.fields(RunConfig)
                                             if f.name not in EXCLUDED))
@@ -29,7 +29,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from ..config import config_from_args
-    from ..layercard.build import CardOptions, build_card
+    from ..layercard.build import build_card
+    from ..layercard.options import CardOptions
 
     options = CardOptions(**{k[len("card_"):]: v for k, v in vars(args).items() if k.startswith("card_")})
     build_card(config_from_args(args), options, args.out, overwrite=args.overwrite)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from ..adapters import resolve_targets
-from ..errors import RevtuneError, did_you_mean
 from ..models import load_model, prepare_tokenizer
 from ..rundir import building
 from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
@@ -25,51 +24,15 @@ from ..training.data import load_splits
 from ..training.run import adapter_config, make_task, planned_steps
 from .card import SCHEMA, VERSION, Card, read_card, write_card
 from .cost import analytic_costs, measure_costs
-from .coupling import COUPLING_MODES, coupling_matrix, rho, unit_perturbations
+from .coupling import coupling_matrix, rho, unit_perturbations
+from .options import CardOptions
 from .performance import dev_loss, probe_runs, standard_placements
 from .placement import GainModel, signal_gains
 from .probe import (ProbeBatch, block_groups, block_norms, probe_batches, stream_pass, target_modules,
                     task_loss)
-from .stats import GRAM_MODES, ModuleSignals, direction, module_signals
+from .stats import ModuleSignals, direction, module_signals
 
-EIG_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _o(default, help_text):
-    return field(default=default, metadata={"help": help_text})
-
-
-@dataclass
-class CardOptions:
-    """How a card is measured; every field is a ``revtune layer-card`` flag."""
-
-    probe_batches: int = _o(4, "probe batches (of --batch-size sequences) for the signals")
-    ridge: float = _o(1e-2, "ridge lam = RIDGE * tr(Sigma) / d_in in resnorm and the adapter direction")
-    gram: str = _o("auto", "token-Gram form while tokens < d_in (auto), never, or always")
-    max_bytes: float = _o(2e9, "memory for the per-module sums; beyond it blocks are measured in groups")
-    eig_dtype: str = _o("float32", "precision of the eigendecompositions: float32 or float64 (slower)")
-    coupling_sequences: int = _o(2, "sequences per coupling batch (the first probe sequences)")
-    coupling_batches: int = _o(1, "batches for the coupling matrix")
-    coupling_eps: float = _o(1e-3, "finite-difference step along each block's unit direction")
-    coupling_mode: str = _o("pooled", "pooled (inner products summed over tokens) or token (mean cosine)")
-    measure_cost: bool = _o(False, "measure step time and peak memory with each block adapted alone")
-    cost_steps: int = _o(2, "timed steps per block with --measure-cost (after one warm-up step)")
-    measure_performance: bool = _o(False, "fine-tune each block alone and the standard placements")
-    probe_steps: int = _o(50, "steps of each --measure-performance fine-tune")
-    placement_k: int = _o(0, "layers in the standard placements (0: 20% of the blocks)")
-
-    def __post_init__(self):
-        for name in ("probe_batches", "coupling_sequences", "coupling_batches", "cost_steps", "probe_steps"):
-            if getattr(self, name) < 1:
-                raise RevtuneError(f"expected >= 1, got {getattr(self, name)}", field=name)
-        for name, valid in (("gram", GRAM_MODES), ("coupling_mode", COUPLING_MODES),
-                            ("eig_dtype", tuple(EIG_DTYPES))):
-            if getattr(self, name) not in valid:
-                raise RevtuneError(f"unknown value '{getattr(self, name)}': {did_you_mean(getattr(self, name), valid)}",
-                                   field=name)
-        if self.ridge < 0 or self.coupling_eps <= 0 or self.max_bytes <= 0 or self.placement_k < 0:
-            raise RevtuneError("ridge, placement_k >= 0 and coupling_eps, max_bytes > 0 expected",
-                               field="ridge")
+EIG_DTYPES = {"float32": torch.float32, "float64": torch.float64}  # names: options.EIG_DTYPE_NAMES
 
 
 @dataclass

@@ -18,8 +18,8 @@ from torch import nn
 
 from ..models import decoder_blocks
 from .probe import ProbeBatch
+from .options import COUPLING_MODES
 
-COUPLING_MODES = ("pooled", "token")
 
 
 class CouplingSums:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from .options import GRAM_MODES
 
-GRAM_MODES = ("auto", "never", "always")
 
 
 @dataclass
