@@ -42,13 +42,12 @@ def run_name(spec: str) -> str:
 
 def check_specs(specs: list[str], config) -> list[str]:
     """Fail before any training on what needs no model: unknown names, bad arguments, duplicates."""
-    from .selection.registry import STRATEGIES, SelectionOptions, build_strategy, split_spec
+    from .selection.registry import STRATEGIES, build_strategy, selection_options, split_spec
 
     specs = [s.strip() for s in specs if s.strip()]
     if not specs:
         raise RevtuneError("give at least one strategy, e.g. --select ir,all,tfidf", field="select")
-    options = SelectionOptions(ir_aggregation=config.ir_aggregation, split_num=config.split_num,
-                               ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window))
+    options = selection_options(config)
     names = {}
     for spec in specs:
         name, _ = split_spec(spec)

@@ -139,7 +139,8 @@ def _finish_subrun(path: Path, final: Path) -> None:
 def train_predictor(config, options: IntentionOptions, folder: Path, final: Path, quiet: bool) -> dict:
     """Step 1, or a copy of the reused predictor; returns the predictor's metrics."""
     from .selection.registry import build_strategy
-    from .training.run import selection_options, train_run
+    from .selection.registry import selection_options
+    from .training.run import train_run
 
     if options.predictor:
         check_predictor(options.predictor, config)
@@ -191,7 +192,8 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
 def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bool) -> dict:
     """``ir`` on the generation task alone, and how far its layer split agrees with the predictor's."""
     from .selection.registry import build_strategy
-    from .training.run import selection_options, train_run
+    from .selection.registry import selection_options
+    from .training.run import train_run
 
     run = replace(config, task="revise", select="ir", out=str(folder), overwrite=False)
     options = selection_options(run)
@@ -204,7 +206,7 @@ def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bo
 
 def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False) -> IntentionResult:
     """Both steps (and the optional alignment run) into ``config.out``, complete or not at all."""
-    from .training.run import selection_options
+    from .selection.registry import selection_options
 
     options = options or IntentionOptions()
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))

@@ -37,6 +37,13 @@ class SelectionOptions:
         return VarianceSplitRule(**settings)
 
 
+def selection_options(config) -> SelectionOptions:
+    """The selection knobs of a run config, in one place so every caller sees the same fields."""
+    return SelectionOptions(ir_aggregation=config.ir_aggregation, split_num=config.split_num,
+                            ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window),
+                            objective=config.objective, budget=config.budget)
+
+
 Factory = Callable[[list[str], SelectionOptions], Strategy]
 STRATEGIES: dict[str, tuple[Factory, str]] = {}
 

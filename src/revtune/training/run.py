@@ -20,7 +20,7 @@ from ..rundir import building, write_json, write_text
 from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
-from ..selection.registry import SelectionOptions, build_strategy
+from ..selection.registry import build_strategy, selection_options
 from .data import load_splits
 
 
@@ -28,12 +28,6 @@ from .data import load_splits
 class RunResult:
     path: Path
     metrics: dict
-
-
-def selection_options(config) -> SelectionOptions:
-    return SelectionOptions(ir_aggregation=config.ir_aggregation, split_num=config.split_num,
-                            ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window),
-                            objective=config.objective, budget=config.budget)
 
 
 def adapter_config(config, strategy: Strategy, task_name: str) -> adapter_lib.AdapterConfig:
