@@ -22,7 +22,7 @@ from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
 from ..selection.registry import build_strategy
 from ..training.data import load_splits
 from ..training.run import adapter_config, make_task, planned_steps
-from .card import SCHEMA, VERSION, Card, read_card, write_card
+from .card import SCHEMA, VERSION, Card, coupling_bounds_text, read_card, write_card
 from .cost import analytic_costs, measure_costs
 from .coupling import coupling_matrix, rho, unit_perturbations
 from .options import CardOptions
@@ -65,7 +65,8 @@ def build_card(config, options: CardOptions, out: str | Path, overwrite: bool = 
             f"({sum(b.n_tokens for b in probe.batches)} tokens), T = {probe.steps} steps")
         rows, coupling, timing = measure(probe, options)
         say(f"revtune: signals {timing['signals_seconds']:.1f} s, coupling {timing['coupling_seconds']:.1f} s "
-            f"(rho {coupling['rho']:.3f}), peak {timing['card_peak_bytes'] / 2**30:.2f} GiB")
+            f"(rho {coupling['rho']:.3f}), peak {timing['card_peak_bytes'] / 2**30:.2f} GiB\n"
+            f"revtune: {coupling_bounds_text(coupling['rho'])}")
         data = card_document(config, options, probe, splits, rows, coupling, timing)
         if options.measure_performance:
             data["baseline"] = {"dev_loss": dev_loss(probe.model, probe.task.datasets["dev"], probe.task.collator,
@@ -121,7 +122,7 @@ def measure(probe: Probe, options: CardOptions) -> tuple[list[dict], dict, dict]
     costs = analytic_costs(probe.model, probe.per_block, probe.adapter)
     rows = [{**block_row(block), **cost} for block, cost in zip(signals, costs)]
     coupling = {"R": r.tolist(), "rho": rho(r), "mode": options.coupling_mode, "eps": options.coupling_eps,
-                "tokens": tokens}
+                "tokens": tokens, "bounds_vacuous": bool(rho(r) >= 1), "dtype": "float32"}
     return rows, coupling, timing
 
 

@@ -146,7 +146,7 @@ def card_markdown(data: dict) -> str:
         f"{probe.get('tokens')} tokens, seed {probe.get('seed')}, data {probe.get('data_hash')}; "
         f"budgeted gain for T = {probe.get('planned_steps')} steps",
         f"- coupling: rho = {coupling.get('rho', float('nan')):.3f} ({coupling.get('mode')}, "
-        f"{coupling.get('tokens')} tokens)",
+        f"{coupling.get('tokens')} tokens); {coupling_bounds_text(coupling.get('rho', float('nan')))}",
         "",
         "Our definitions (LAYERCARD.md): res2 = tr(G Sigma_lam^-1 G^T) per block (cf = cross-fitted by "
         "sequence halves), energy = tr(Sigma), gain = budgeted gain after T steps of gradient descent.",
@@ -172,6 +172,15 @@ def card_markdown(data: dict) -> str:
     if timing:
         lines += ["", "Computed in " + ", ".join(f"{k} {_fmt(v)}" for k, v in timing.items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def coupling_bounds_text(rho: float) -> str:
+    """What rho says about adding up block gains (LAYERCARD.md): bounds when rho < 1, else that there are none."""
+    if rho < 1:
+        return (f"a set's predicted gain lies between {1 / (1 + rho):.3g} and {1 / (1 - rho):.3g} times the sum "
+                "of its blocks' gains")
+    return ("rho >= 1: the bounds sum/(1+rho) .. sum/(1-rho) on a set's gain are vacuous (gains do not add "
+            "up); placement relies on the coupling-aware prediction u^T R^-1 u alone")
 
 
 def plot_card(path: Path, data: dict) -> None:

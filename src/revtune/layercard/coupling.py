@@ -9,8 +9,15 @@ averaged ("token"); rho = ||R - I||_op.
 Perturbing block l changes nothing below it, so each difference reruns only blocks l and above: the
 blocks below are swapped for a stand-in that returns the cached output of block l-1. The perturbation
 is added to the module's output (eps * x D^T), so no weight is ever modified.
+
+The differences are always taken in fp32: a 1e-3 step is below bf16's resolution (2^-8 relative), so in
+the model's own half precision the effect would be rounding noise. A half-precision model is upcast in
+place for the coupling and every tensor is given back its own dtype afterwards (exact: bf16 and fp16
+values are representable in fp32).
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -20,6 +27,34 @@ from ..models import decoder_blocks
 from .probe import ProbeBatch
 from .options import COUPLING_MODES
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+@contextmanager
+def computed_in_fp32(model: nn.Module):
+    """Upcast the model's half-precision parameters and buffers to fp32 in place, restore them after."""
+    saved = []
+    for module in model.modules():
+        for store in (module._parameters, module._buffers):
+            for name, tensor in store.items():
+                if tensor is not None and tensor.dtype in LOW_PRECISION:
+                    saved.append((tensor, tensor.dtype) if store is module._parameters
+                                 else (module, name, tensor.dtype))
+    try:
+        for entry in saved:
+            if len(entry) == 2:
+                entry[0].data = entry[0].data.float()
+            else:
+                module, name, _ = entry
+                module._buffers[name] = module._buffers[name].float()
+        yield model
+    finally:
+        for entry in saved:
+            if len(entry) == 2:
+                entry[0].data = entry[0].data.to(entry[1])
+            else:
+                module, name, dtype = entry
+                module._buffers[name] = module._buffers[name].to(dtype)
 
 
 class CouplingSums:
@@ -137,8 +172,9 @@ def unit_perturbations(per_block, directions: dict[tuple[int, str], torch.Tensor
 
 def coupling_matrix(model, batches: list[ProbeBatch], perturbations, eps: float = 1e-3,
                     mode: str = "pooled") -> tuple[np.ndarray, int]:
-    """(R, tokens used), accumulated batch by batch."""
+    """(R, tokens used), accumulated batch by batch, in fp32 whatever the model's dtype."""
     sums = CouplingSums(len(perturbations), mode)
-    for batch in batches:
-        sums.add(block_effects(model, batch, perturbations, eps))
+    with computed_in_fp32(model):
+        for batch in batches:
+            sums.add(block_effects(model, batch, perturbations, eps))
     return sums.matrix(), sums.tokens

@@ -3,7 +3,9 @@
 The quantities are ours: LAYERCARD.md derives them from the abstract of Xu et al. (arXiv 2602.04019),
 which names resnorm, activation energy and coupling but whose formulas we could not read. Notation:
 x_i the module's input at non-pad token i, g_i = d(sum of losses)/d(module output) there, N tokens,
-Sigma = (1/N) sum x x^T, G = (1/N) sum g x^T (the gradient of the per-token loss w.r.t. the weight).
+Sigma = (1/N) sum x x^T, G = (1/N) sum g x^T: the weight gradient of the summed loss divided by the N
+non-pad tokens (one loss per sequence for intent; for revise the loss covers response tokens while N
+counts all, a factor common to every block: rankings keep, absolute gains carry it).
 
 Everything is computed from one eigendecomposition of Sigma, Sigma = V diag(s) V^T, and the gradient
 projected on its modes (G V): resnorm, the cross-fitted resnorm, the rank-r share, the budgeted gain
