@@ -167,8 +167,7 @@ def test_lisa_frozen_embeddings_keeps_only_the_head_outside(corpus, tmp_path):
     result, log, grads = run(corpus, tmp_path, "lisa:2:20:frozen-embeddings", 2)
     assert all(grads.outside(s) and all(n.startswith("score") for n in grads.outside(s)) for s in range(2))
     assert log[0]["active"] == log[1]["active"]
-    embeddings = next(n for n in grads.initial if "embed_tokens" in n)
-    assert torch.equal(dict(grads.model.named_parameters())[embeddings], grads.initial[embeddings])
+    assert not any("embed_tokens" in n or n.endswith("model.norm.weight") for n in grads.initial)  # never trainable
 
 
 def test_ist_samples_a_quarter_and_scores_move_only_on_update_steps(corpus, tmp_path):

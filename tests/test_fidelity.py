@@ -95,3 +95,141 @@ def test_the_card_states_the_coupling_bounds_or_that_they_are_vacuous(value, say
             "blocks": [{"res2": 1.0}]}
     line = next(line for line in card_markdown(data).splitlines() if line.startswith("- coupling"))
     assert says in line
+
+
+# --- 2. --freeze-head with every adapter kind -----------------------------------------------------------
+
+class Snapshot:
+    """``prepare_model`` hook: every parameter's value before training, to compare after it."""
+
+    def __call__(self, model):
+        self.model = model
+        self.before = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    def changed(self) -> set[str]:
+        return {name for name, p in self.model.named_parameters() if not torch.equal(self.before[name], p)}
+
+
+FREEZE_CASES = [("all", "lora"), ("all", "dora"), ("all", "bottleneck"), ("all", "none"),
+                ("lisa:2:1", "lora"), ("lisa:2:1", "none"), ("full", "none"), ("ir", "none")]
+
+
+@pytest.mark.parametrize("select, adapter", FREEZE_CASES)
+def test_freeze_head_keeps_the_head_bit_identical(select, adapter, corpus, tmp_path):
+    from revtune.training.run import train_run
+
+    snap = Snapshot()
+    train_run(tiny_run_config(corpus, tmp_path / "run", select=select, adapter=adapter, freeze_head=True,
+                              learning_rate=1e-2), prepare_model=snap, quiet=True)
+    changed = snap.changed()
+    head = {n for n in snap.before if n.split(".")[-2] == "score" or ".score." in n}
+    assert head and not head & changed
+    assert any(".layers." in n for n in changed)  # the blocks did train
+    outside = {n for n in changed if ".layers." not in n}
+    if select in ("full", "lisa:2:1"):  # embeddings and final norm train with these, as documented
+        assert any("embed_tokens" in n for n in outside)
+    else:
+        assert not outside
+
+
+def test_adapter_none_trains_the_head_unless_frozen(corpus, tmp_path):
+    from revtune.training.run import train_run
+
+    snap = Snapshot()
+    train_run(tiny_run_config(corpus, tmp_path / "run", select="all", adapter="none", learning_rate=1e-2),
+              prepare_model=snap, quiet=True)
+    outside = {n for n in snap.changed() if ".layers." not in n}
+    assert outside == {"score.weight"}
+
+
+# --- 3. IR scores under gradient accumulation --------------------------------------------------------
+
+class Capture:
+    """``prepare_model`` hook: a copy of the model before training and every training micro-batch."""
+
+    def __call__(self, model):
+        import copy
+
+        self.initial = copy.deepcopy(model)
+        self.micro = []
+        model.register_forward_pre_hook(self._batch, with_kwargs=True)
+
+    def _batch(self, module, args, kwargs):
+        if module.training:
+            self.micro.append({k: v.clone() for k, v in kwargs.items()})
+
+
+def _ir_scores_after_one_step(corpus, out, mode, aggregation="authors"):
+    """One ``ir`` step of 2 micro-batches through ``train_run``; the micro-batches, the active set, the
+    scores the rule saw at step 1, and the model as it was before the step."""
+    from revtune.training.run import train_run
+
+    capture = Capture()
+    result = train_run(tiny_run_config(corpus, out, max_steps=2, batch_size=2, grad_accum=2, lora_dropout=0.0,
+                                       ir_grad_accum=mode, ir_aggregation=aggregation, tiny_layers=4),
+                       prepare_model=capture, quiet=True)
+    log = [json.loads(line) for line in (result.path / "selection.jsonl").read_text().splitlines()]
+    return capture.micro[:2], log[0]["active"], np.array(log[1]["scores"]), capture.initial
+
+
+def _direct_ir_scores(micro, active, model, mode, aggregation="authors"):
+    """Manual backward per micro-batch of the micro-batch loss / grad_accum (what the Trainer
+    differentiates, and what the reference's hooks saw) on the model as it was before the step."""
+    from revtune.adapters import layer_map
+
+    model.train()
+    layers = layer_map(model)
+    per_micro = []
+    for batch in micro:
+        loss = model(**batch).loss / len(micro)
+        flat = torch.autograd.grad(loss, [p for group in layers.params for p in group])
+        sizes = [len(group) for group in layers.params]
+        per_micro.append([flat[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(layers.n_layers)])
+    term = (lambda n: n ** 0.5) if aggregation == "authors" else (lambda n: n ** 2)
+    scores = {}
+    for layer in active:
+        if mode == "per-backward":
+            total = sum(term(float(g.norm())) for grads in per_micro for g in grads[layer])
+        else:
+            total = sum(term(float(sum(grads[layer][k] for grads in per_micro).norm()))
+                        for k in range(len(per_micro[0][layer])))
+        scores[layer] = total ** 0.5
+    return scores
+
+
+@pytest.mark.parametrize("aggregation", ["authors", "l2"])
+def test_ir_scores_under_gradient_accumulation_match_a_direct_computation(corpus, tmp_path, aggregation):
+    got, expected = {}, {}
+    for mode in ("per-backward", "accumulated"):
+        micro, active, scores, initial = _ir_scores_after_one_step(corpus, tmp_path / mode, mode, aggregation)
+        direct = _direct_ir_scores(micro, active, initial, mode, aggregation)
+        got[mode] = np.array([scores[layer] for layer in active])
+        expected[mode] = np.array([direct[layer] for layer in active])
+        np.testing.assert_allclose(got[mode], expected[mode], rtol=1e-5)
+        assert all(scores[layer] == 1000 for layer in set(range(len(scores))) - set(active))
+    # The two readings really differ with two micro-batches, so each comparison above is a real one.
+    assert np.abs(expected["per-backward"] / expected["accumulated"] - 1).min() > 0.02
+
+
+def test_per_backward_is_the_default_and_agrees_with_accumulated_for_one_micro_batch(corpus, tmp_path):
+    from revtune.training.run import train_run
+
+    assert RunConfig().ir_grad_accum == "per-backward"
+    logs = {}
+    for mode in ("per-backward", "accumulated"):
+        result = train_run(tiny_run_config(corpus, tmp_path / mode, ir_grad_accum=mode), quiet=True)
+        logs[mode] = [json.loads(line)["scores"] for line in (result.path / "selection.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(np.array(logs["per-backward"]), np.array(logs["accumulated"]), rtol=1e-5)
+
+
+def test_micro_batch_losses_are_divided_by_the_accumulation(corpus, tmp_path):
+    """Two micro-batches of 2 log the same step loss as one batch of 4 (transformers would otherwise sum
+    the two means: the classification loss does not normalise over the accumulated batch)."""
+    from revtune.training.run import train_run
+
+    losses = []
+    for name, batch, accum in (("one", 4, 1), ("two", 2, 2)):
+        result = train_run(tiny_run_config(corpus, tmp_path / name, max_steps=1, batch_size=batch, grad_accum=accum,
+                                           lora_dropout=0.0, select="all"), quiet=True)
+        losses.append(result.metrics["train_loss"][0]["loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)

@@ -142,37 +142,45 @@ def _head_modules(model: nn.Module) -> list[str]:
 
 
 def attach(model: nn.Module, config: AdapterConfig, task: str) -> nn.Module:
-    """Freeze the base model and add the trainable parameters that ``config`` asks for."""
+    """Freeze the base model and add the trainable parameters that ``config`` asks for.
+
+    Whatever the kind, the task head trains only with ``train_head`` and the embeddings and final norm
+    only with ``train_outside_blocks``; ``none`` makes the blocks' own weights the trainable ones.
+    """
     for param in model.parameters():
         param.requires_grad_(False)
     heads = _head_modules(model) if task == "intent" else []
     if config.kind == "none":
-        for name, param in model.named_parameters():
+        for param in decoder_blocks(model).parameters():
             param.requires_grad_(True)
-        return model
-    targets = resolve_targets(model, config.targets)
-    if config.kind == "bottleneck":
-        _wrap_bottlenecks(model, targets, config.bottleneck_dim)
     else:
-        from peft import LoraConfig, get_peft_model
+        targets = resolve_targets(model, config.targets)
+        if config.kind == "bottleneck":
+            _wrap_bottlenecks(model, targets, config.bottleneck_dim)
+        else:
+            from peft import LoraConfig, get_peft_model
 
-        peft_config = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                 bias="none", target_modules=targets, use_dora=config.kind == "dora",
-                                 modules_to_save=heads if config.train_head and heads else None)
-        model = get_peft_model(model, peft_config)
+            peft_config = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                     bias="none", target_modules=targets, use_dora=config.kind == "dora",
+                                     modules_to_save=heads if config.train_head and heads else None)
+            model = get_peft_model(model, peft_config)
+    if config.train_outside_blocks:
+        _unfreeze_outside_blocks(model, keep_frozen=() if config.train_head else HEAD_NAMES)
     if config.train_head:
         for name, param in model.named_parameters():
-            if any(f"{head}." in name for head in heads) and "original_module" not in name:
+            if _in_head(name, heads) and "original_module" not in name:
                 param.requires_grad_(True)
-    if config.train_outside_blocks:
-        _unfreeze_outside_blocks(model)
     return model
 
 
-def _unfreeze_outside_blocks(model: nn.Module) -> None:
+def _in_head(name: str, heads) -> bool:
+    return any(part in heads for part in name.split("."))
+
+
+def _unfreeze_outside_blocks(model: nn.Module, keep_frozen=()) -> None:
     inside = {id(p) for p in decoder_blocks(model).parameters()}
     for name, param in model.named_parameters():
-        if id(param) not in inside and "original_module" not in name:
+        if id(param) not in inside and "original_module" not in name and not _in_head(name, keep_frozen):
             param.requires_grad_(True)
 
 

@@ -85,6 +85,14 @@ class RunConfig:
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (non-reentrant)")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
+    # --- Reference fidelity (issue 12). ir_grad_accum and cosine_reduction belong to the ir and cosine
+    # strategies' own options once those exist (issue 9); preset belongs with the config loading.
+    ir_grad_accum: str = _f("per-backward", "IR scores under gradient accumulation: per-backward (the "
+                            "reference: per-tensor terms summed over micro-batches) or accumulated (norm of "
+                            "the step's summed gradient)")
+    cosine_reduction: str = _f("batch-mean", "cosine scores: batch-mean (the reference: hidden states averaged "
+                               "over the batch, then the cosine per position, averaged over positions, pads "
+                               "included) or token (per-token cosine averaged over real tokens)")
 
     def __post_init__(self):
         self.validate()

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adapters import HEAD_NAMES
 from ..errors import RevtuneError
 from ..models import decoder_blocks
 from .base import NoSignal, SelectionContext, Strategy
@@ -93,21 +92,6 @@ class LisaRule:
         return self.current, None
 
 
-class FreezeOutsideSignal(NoSignal):
-    """For ``lisa:...:frozen-embeddings`` with full-weight blocks: ``none`` leaves embeddings and final
-    norm trainable, so they are frozen here (the optimizer then never sees a gradient for them). The task
-    head keeps training, as ``--freeze-head`` decides: a classifier's head starts random."""
-
-    def setup(self, ctx):
-        keep = [(n, p) for n, p in zip(ctx.layers.outside_names, ctx.layers.outside)
-                if any(part in HEAD_NAMES for part in n.split("."))]
-        for param in ctx.layers.outside:
-            if all(param is not p for _, p in keep):
-                param.requires_grad_(False)
-        ctx.layers.outside_names = [n for n, _ in keep]
-        ctx.layers.outside = [p for _, p in keep]
-
-
 @register("lisa", "lisa:GAMMA:K[:frozen-embeddings] - GAMMA blocks, full weights, redrawn every K steps; "
                   "embeddings and head always train unless frozen-embeddings (defaults 2, 20)")
 def _lisa(args, options):
@@ -118,8 +102,8 @@ def _lisa(args, options):
     gamma = _int_arg("lisa", numbers[0], "GAMMA") if numbers else 2
     period = _int_arg("lisa", numbers[1], "K") if len(numbers) > 1 else 20
     name = f"lisa:{gamma}:{period}" + (":frozen-embeddings" if frozen else "")
-    return Strategy(name, FreezeOutsideSignal() if frozen else NoSignal(), LisaRule(gamma, period),
-                    default_adapter="none", train_outside_blocks=not frozen)
+    return Strategy(name, NoSignal(), LisaRule(gamma, period), default_adapter="none",
+                    train_outside_blocks=not frozen)
 
 
 # --- IST ------------------------------------------------------------------------------------------

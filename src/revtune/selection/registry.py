@@ -11,7 +11,8 @@ from typing import Callable
 from ..errors import RevtuneError, did_you_mean
 from .base import NoSignal, Strategy
 from .rules import AllRule, FixedRule, VarianceSplitRule
-from .signals import AGGREGATIONS, CosineSignal, GradNormSignal, WeightNormSignal
+from .signals import (AGGREGATIONS, COSINE_REDUCTIONS, GRAD_ACCUM_MODES, CosineSignal, GradNormSignal,
+                      WeightNormSignal)
 
 
 @dataclass
@@ -24,11 +25,17 @@ class SelectionOptions:
     ir_window: tuple[float, float] = (0.35, 0.65)
     objective: str = "quality"  # card placement (layercard/placement.py)
     budget: str = ""
+    ir_grad_accum: str = "per-backward"
+    cosine_reduction: str = "batch-mean"
 
     def __post_init__(self):
         if self.ir_aggregation not in AGGREGATIONS:
             raise RevtuneError(f"unknown aggregation '{self.ir_aggregation}': "
                                f"{did_you_mean(self.ir_aggregation, AGGREGATIONS)}", field="ir_aggregation")
+        for name, valid in (("ir_grad_accum", GRAD_ACCUM_MODES), ("cosine_reduction", COSINE_REDUCTIONS)):
+            if getattr(self, name) not in valid:
+                raise RevtuneError(f"unknown {name} '{getattr(self, name)}': "
+                                   f"{did_you_mean(getattr(self, name), valid)}", field=name)
         self.ir_window = tuple(float(v) for v in self.ir_window)
 
     def split_rule(self, **overrides) -> VarianceSplitRule:
@@ -41,7 +48,8 @@ def selection_options(config) -> SelectionOptions:
     """The selection knobs of a run config, in one place so every caller sees the same fields."""
     return SelectionOptions(ir_aggregation=config.ir_aggregation, split_num=config.split_num,
                             ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window),
-                            objective=config.objective, budget=config.budget)
+                            objective=config.objective, budget=config.budget,
+                            ir_grad_accum=config.ir_grad_accum, cosine_reduction=config.cosine_reduction)
 
 
 Factory = Callable[[list[str], SelectionOptions], Strategy]
@@ -80,7 +88,7 @@ def _no_args(name: str, args: list[str]) -> None:
 @register("ir", "IR-Tuning: gradient-norm scores, variance split, train the high side (default)")
 def _ir(args, options):
     _no_args("ir", args)
-    return Strategy("ir", GradNormSignal(options.ir_aggregation), options.split_rule())
+    return Strategy("ir", GradNormSignal(options.ir_aggregation, options.ir_grad_accum), options.split_rule())
 
 
 @register("weight", "static: norm of each block's attention output weight, variance split, high side")
@@ -92,7 +100,7 @@ def _weight(args, options):
 @register("cosine", "input/output cosine of each block every step, variance split, low side")
 def _cosine(args, options):
     _no_args("cosine", args)
-    return Strategy("cosine", CosineSignal(), options.split_rule(keep="low", q2_offset=-1))
+    return Strategy("cosine", CosineSignal(options.cosine_reduction), options.split_rule(keep="low", q2_offset=-1))
 
 
 @register("all", "adapters on every layer, no selection")

@@ -9,48 +9,78 @@ from .base import SelectionContext
 from .rules import SENTINEL
 
 AGGREGATIONS = ("authors", "l2")
+GRAD_ACCUM_MODES = ("per-backward", "accumulated")
+COSINE_REDUCTIONS = ("batch-mean", "token")
 
 
 class GradNormSignal:
     """IR-Tuning's score: the gradient norm of each active layer's adapter tensors, stale for frozen ones.
 
-    All norms of a step come from one ``torch._foreach_norm`` over the active layers' gradients and stay
-    on the device; the only host transfer is the copy the rule reads at the start of the next step.
+    ``grad_accum`` says which gradients are normed when a step accumulates several micro-batches:
+    ``per-backward`` (the reference: its hooks see every backward pass, so the per-tensor terms are summed
+    over micro-batches, s_l = sqrt(sum_m sum_p sqrt(||g_p^(m)||))) or ``accumulated`` (the step's summed
+    gradient, normed once). Either way the gradient is the one the backward produced: the Trainer's
+    micro-batch loss already carries its 1/grad_accum factor, as it did in the reference. With one
+    micro-batch both modes give the same scores. A non-finite tensor norm counts as 1000, per tensor.
+
+    Norms stay on the device (per-backward: a tensor hook norms each incoming gradient; accumulated: one
+    ``torch._foreach_norm`` per step); the only host transfer is the copy the rule reads next step.
     """
 
-    def __init__(self, aggregation: str = "authors"):
+    def __init__(self, aggregation: str = "authors", grad_accum: str = "per-backward"):
+        if grad_accum not in GRAD_ACCUM_MODES:
+            raise ValueError(f"grad_accum must be one of {GRAD_ACCUM_MODES}, got {grad_accum!r}")
         self.aggregation = aggregation
+        self.grad_accum = grad_accum
         self.values: torch.Tensor | None = None
+        self.handles = []
+        self.pending: list[tuple[int, torch.Tensor]] = []
 
     def setup(self, ctx: SelectionContext) -> None:
         device = next(p for group in ctx.layers.params for p in group).device
         self.values = torch.full((ctx.n_layers,), SENTINEL, dtype=torch.float32, device=device)
+        if self.grad_accum == "per-backward":
+            for layer, params in enumerate(ctx.layers.params):
+                for param in params:
+                    self.handles.append(param.register_hook(self._recorder(layer)))
+
+    def _recorder(self, layer: int):
+        def record(grad):
+            self.pending.append((layer, torch.linalg.vector_norm(grad.detach(), dtype=torch.float32)))
+        return record
 
     def scores(self, step, ctx):
         return self.values.double().cpu().numpy()  # the one host synchronisation of the step
 
     def observe(self, step, active, ctx):
-        grads, owners = [], []
-        for layer in active:
-            for param in ctx.layers.params[layer]:
-                if param.grad is not None:
-                    grads.append(param.grad)
-                    owners.append(layer)
-        if not grads:
+        if self.grad_accum == "per-backward":
+            owners = [layer for layer, _ in self.pending]
+            norms = torch.stack([norm for _, norm in self.pending]) if self.pending else None
+            self.pending = []
+        else:
+            grads, owners = [], []
+            for layer in active:
+                for param in ctx.layers.params[layer]:
+                    if param.grad is not None:
+                        grads.append(param.grad)
+                        owners.append(layer)
+            norms = torch.stack(torch._foreach_norm(grads)).float() if grads else None
+        if norms is None:
             return
-        norms = torch.stack(torch._foreach_norm(grads)).float().to(self.values.device)
+        norms = norms.to(self.values.device)
+        norms = torch.where(torch.isfinite(norms), norms, torch.full_like(norms, SENTINEL))
         terms = norms.sqrt() if self.aggregation == "authors" else norms.square()
         index = torch.tensor(owners, device=self.values.device)
-        sums = torch.zeros_like(self.values).index_add_(0, index, terms)
-        layer_scores = sums.sqrt()
-        layer_scores = torch.where(torch.isfinite(layer_scores), layer_scores,
-                                   torch.full_like(layer_scores, SENTINEL))
+        layer_scores = torch.zeros_like(self.values).index_add_(0, index, terms).sqrt()
         measured = torch.zeros_like(self.values, dtype=torch.bool)
         measured[index] = True
         self.values = torch.where(measured, layer_scores, self.values)
 
     def close(self):
-        pass
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        self.pending = []
 
 
 class WeightNormSignal:
@@ -80,13 +110,20 @@ class WeightNormSignal:
 
 
 class CosineSignal:
-    """Mean cosine between each block's input and output hidden states on the training batch.
+    """Cosine between each block's input and output hidden states on the step's training batch.
 
-    Hooks read the states during the step's own forward (no extra pass); every layer is re-scored
-    every step. Pad positions are excluded through the batch's attention mask.
+    ``reduction`` ``batch-mean`` (the reference's, default): average the input and the output states over
+    the batch, take the cosine per position and average it over positions, pads included. ``token``:
+    the cosine of every real token (pads excluded through the attention mask), averaged. Hooks read the
+    states during the step's own forward (no extra pass); the first training forward of a step counts
+    (with gradient accumulation the first micro-batch, as in the reference), and every layer is
+    re-scored every step.
     """
 
-    def __init__(self):
+    def __init__(self, reduction: str = "batch-mean"):
+        if reduction not in COSINE_REDUCTIONS:
+            raise ValueError(f"reduction must be one of {COSINE_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
         self.handles = []
         self.values = None
         self.pending = None
@@ -101,20 +138,25 @@ class CosineSignal:
 
     def _hook(self, index):
         def record(module, args, kwargs, output):
-            if not module.training:
+            if not module.training or self.pending[index] is not None:
                 return
             hidden_in = args[0] if args else kwargs.get("hidden_states")
             hidden_out = output[0] if isinstance(output, tuple) else output
             with torch.no_grad():
-                cos = torch.nn.functional.cosine_similarity(hidden_in.float(), hidden_out.float(), dim=-1)
-                mask = (self.ctx.last_batch or {}).get("attention_mask")
-                if mask is not None and mask.shape == cos.shape:
-                    mask = mask.to(cos.device, cos.dtype)
-                    value = (cos * mask).sum() / mask.sum().clamp(min=1)
-                else:
-                    value = cos.mean()
-            self.pending[index] = value
+                self.pending[index] = self.similarity(hidden_in, hidden_out,
+                                                      (self.ctx.last_batch or {}).get("attention_mask"))
         return record
+
+    def similarity(self, hidden_in: torch.Tensor, hidden_out: torch.Tensor, mask: torch.Tensor | None):
+        """One block's score from its (batch, positions, hidden) input and output states."""
+        cosine = torch.nn.functional.cosine_similarity
+        if self.reduction == "batch-mean":
+            return cosine(hidden_in.float().mean(0), hidden_out.float().mean(0), dim=-1).mean()
+        cos = cosine(hidden_in.float(), hidden_out.float(), dim=-1)
+        if mask is not None and mask.shape == cos.shape:
+            mask = mask.to(cos.device, cos.dtype)
+            return (cos * mask).sum() / mask.sum().clamp(min=1)
+        return cos.mean()
 
     def scores(self, step, ctx):
         return self.values

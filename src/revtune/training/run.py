@@ -147,6 +147,11 @@ def train_run(config, strategy: Strategy | None = None,
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
                           callbacks=[selector, tracker])
+        if task.name == "intent":
+            # transformers takes a model with **kwargs to normalise its loss over the whole accumulated
+            # batch; the classification loss does not, so each micro-batch loss is divided here, as the
+            # reference's Trainer did (METHODS.md §1: per-backward gradients of the scaled loss).
+            trainer.model_accepts_loss_kwargs = False
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
