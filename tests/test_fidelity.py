@@ -233,3 +233,70 @@ def test_micro_batch_losses_are_divided_by_the_accumulation(corpus, tmp_path):
                                            lora_dropout=0.0, select="all"), quiet=True)
         losses.append(result.metrics["train_loss"][0]["loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+
+
+# --- 4. warm-up -------------------------------------------------------------------------------------
+
+def test_warm_up_is_the_reference_s_unless_the_run_is_too_short(tmp_path):
+    from revtune.training.run import training_arguments
+
+    config = RunConfig()
+    warmups = {steps: training_arguments(config, tmp_path, torch.device("cpu"), steps).warmup_steps
+               for steps in (150, 199, 200, 300, 999, 5000)}
+    assert warmups == {150: 15, 199: 19, 200: 100, 300: 100, 999: 100, 5000: 100}
+
+
+def test_a_short_run_prints_and_records_its_effective_warm_up(corpus, tmp_path, capsys):
+    from revtune.training.run import train_run
+
+    result = train_run(tiny_run_config(corpus, tmp_path / "run", max_steps=30), quiet=False)
+    assert result.metrics["effective_warmup_steps"] == 3
+    assert "warm-up 3 steps instead of 100" in capsys.readouterr().out
+    saved = json.loads((result.path / "config.json").read_text())
+    assert saved["warmup_steps"] == 100
+    assert json.loads((result.path / "metrics.json").read_text())["effective_warmup_steps"] == 3
+
+
+# --- 5. cosine reduction ----------------------------------------------------------------------------
+
+def _cosine_scores(reduction, hidden_in, hidden_out, mask):
+    from revtune.selection.signals import CosineSignal
+
+    return float(CosineSignal(reduction).similarity(hidden_in, hidden_out, mask))
+
+
+def test_cosine_batch_mean_is_the_reference_reduction():
+    gen = torch.Generator().manual_seed(0)
+    hidden_in, hidden_out = torch.randn(3, 5, 8, generator=gen), torch.randn(3, 5, 8, generator=gen)
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 1, 1]])
+    before, after = hidden_in.mean(0), hidden_out.mean(0)  # average over the batch first, pads included
+    direct = np.mean([float(before[t] @ after[t] / (before[t].norm() * after[t].norm())) for t in range(5)])
+    assert _cosine_scores("batch-mean", hidden_in, hidden_out, mask) == pytest.approx(direct, rel=1e-5)
+    tokens = [float(hidden_in[b, t] @ hidden_out[b, t] / (hidden_in[b, t].norm() * hidden_out[b, t].norm()))
+              for b in range(3) for t in range(5) if mask[b, t]]
+    assert _cosine_scores("token", hidden_in, hidden_out, mask) == pytest.approx(np.mean(tokens), rel=1e-5)
+    assert abs(direct - np.mean(tokens)) > 1e-3
+
+
+def test_cosine_runs_score_the_first_forward_of_each_step_with_the_reference_reduction(corpus, tmp_path):
+    from revtune.models import decoder_blocks
+    from revtune.training.run import train_run
+
+    assert RunConfig().cosine_reduction == "batch-mean"
+    seen = {}
+
+    def watch(model):
+        def hook(index):
+            def record(module, args, kwargs, output):
+                if module.training and index not in seen:
+                    hidden_in = args[0] if args else kwargs["hidden_states"]
+                    hidden_out = output[0] if isinstance(output, tuple) else output
+                    seen[index] = _cosine_scores("batch-mean", hidden_in.detach(), hidden_out.detach(), None)
+            return record
+        for i, block in enumerate(decoder_blocks(model)):
+            block.register_forward_hook(hook(i), with_kwargs=True)
+
+    result = train_run(tiny_run_config(corpus, tmp_path / "run", select="cosine", max_steps=2), prepare_model=watch,
+                       quiet=True)
+    log = [json.loads(line) for line in (result.path / "selection.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(log[1]["scores"], [seen[i] for i in range(len(seen))], rtol=1e-5)

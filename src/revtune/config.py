@@ -62,7 +62,8 @@ class RunConfig:
     prompt: str = _f("instruction", "instruction prompt or plain (before, after) pair input")
     max_length: int = _f(256, "maximum tokens per example")
     learning_rate: float = _f(2e-4, "peak learning rate (AdamW, linear decay)")
-    warmup_steps: int = _f(100, "warm-up steps (capped at 10% of the run for short runs)")
+    warmup_steps: int = _f(100, "warm-up steps (the reference's 100; a run shorter than 2 x this warms up for "
+                       "10% of its steps, printed and recorded as metrics.json effective_warmup_steps)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
     epochs: float = _f(4.0, "training epochs (ignored when max_steps > 0)")

@@ -88,9 +88,14 @@ class QuietProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
 
+def effective_warmup(requested: int, total_steps: int) -> int:
+    """The reference's warm-up unless the run is too short for it (fewer than 2 x warm-up steps):
+    then 10% of the run, so a short run still spends most of its steps at the peak rate."""
+    return requested if total_steps >= 2 * requested else total_steps // 10
+
+
 def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingArguments:
-    warmup = min(config.warmup_steps, max(0, total_steps // 10)) if total_steps < 10 * config.warmup_steps \
-        else config.warmup_steps
+    warmup = effective_warmup(config.warmup_steps, total_steps)
     checkpointing = {}
     if config.gradient_checkpointing:  # non-reentrant: active layers above frozen ones keep their grads
         checkpointing = dict(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -141,6 +146,10 @@ def train_run(config, strategy: Strategy | None = None,
             f"select {strategy.name}, device {device}\n{table}")
         write_text(tmp / "trainable.txt", table + "\n")
         steps = planned_steps(config, len(splits.train))
+        warmup = effective_warmup(config.warmup_steps, steps)
+        if warmup != config.warmup_steps:
+            say(f"revtune: warm-up {warmup} steps instead of {config.warmup_steps}: the run has {steps} steps, "
+                f"fewer than 2 x {config.warmup_steps}")
         selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
                                           config.seed)
         tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5))
@@ -162,7 +171,7 @@ def train_run(config, strategy: Strategy | None = None,
         train_seconds = time.perf_counter() - started
         peak_bytes = peak.peak_bytes()
         metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers)
-        metrics.update(peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
+        metrics.update(effective_warmup_steps=warmup, peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
                        model=config.model, strategy=strategy.name, adapter=adapters.kind)
         save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
     say(summary_line(config.out, task, metrics))
