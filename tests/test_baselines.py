@@ -18,7 +18,8 @@ from revtune.adapters import AdapterConfig, LayerMap, ParallelBottleneck, attach
 from revtune.config import RunConfig
 from revtune.errors import RevtuneError
 from revtune.models import decoder_blocks, load_model
-from revtune.selection.base import SelectionContext
+from revtune.selection.base import SelectionContext, TrainSource
+from revtune.training.data import EncodedDataset, PadCollator
 from revtune.selection.baselines import IstSignal, ReplayRule, adapter_scalings
 from revtune.selection.registry import build_strategy
 from revtune.tfidf import edit_words, tfidf_run
@@ -195,9 +196,9 @@ def test_ist_restores_bottleneck_scales_and_train_mode(corpus):
     for module in model.modules():
         if isinstance(module, ParallelBottleneck):
             torch.nn.init.normal_(module.up.weight, std=0.5)  # a non-zero adapter, so damping matters
-    ids = torch.randint(3, 200, (4, 12))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 0, 1])}
-    ctx = SelectionContext(model, layer_map(model), np.random.default_rng(0), last_batch=batch)
+    rows = [{"input_ids": torch.randint(3, 200, (12,)).tolist(), "labels": i % 2} for i in range(8)]
+    train = TrainSource(EncodedDataset(rows), PadCollator(0), batch_size=4, seed=0)
+    ctx = SelectionContext(model, layer_map(model), np.random.default_rng(0), train=train)
     signal = IstSignal()
     signal.setup(ctx)
     model.train()

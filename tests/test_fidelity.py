@@ -300,3 +300,76 @@ def test_cosine_runs_score_the_first_forward_of_each_step_with_the_reference_red
                        quiet=True)
     log = [json.loads(line) for line in (result.path / "selection.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(log[1]["scores"], [seen[i] for i in range(len(seen))], rtol=1e-5)
+
+
+# --- 6. IST: its own probe batches, duplicate subsets redrawn ----------------------------------------
+
+class RecordingIst:
+    """An IST signal that keeps the subsets it damped (the real signal, with a real model forward)."""
+
+    @staticmethod
+    def make():
+        from revtune.selection.baselines import IstSignal
+
+        class Recording(IstSignal):
+            def damped_loss(self, ctx, subset, batch):
+                self.seen.append(tuple(subset))
+                return super().damped_loss(ctx, subset, batch)
+
+        signal = Recording()
+        signal.seen = []
+        return signal
+
+
+@pytest.mark.parametrize("layers", [4, 2])
+def test_ist_redraws_duplicate_subsets_while_new_ones_exist(layers):
+    import math
+
+    from revtune.adapters import AdapterConfig, attach, layer_map
+    from revtune.selection.base import SelectionContext
+
+    model = attach(load_model("tiny", "intent", ["a", "b"], seed=0, tiny_layers=layers).model,
+                   AdapterConfig(kind="lora", r=2, alpha=4), "intent")
+    ids = torch.randint(3, 200, (2, 8), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1])}
+    distinct = math.comb(layers, layers // 2)
+    for seed in range(30):
+        signal = RecordingIst.make()
+        ctx = SelectionContext(model, layer_map(model), np.random.default_rng(seed))
+        signal.setup(ctx)
+        signal.update(ctx, batch)
+        assert len(signal.seen) == 3
+        assert len(set(signal.seen)) == min(3, distinct)
+
+
+def test_ist_probes_a_batch_of_its_own_from_the_training_split(corpus, tmp_path):
+    from revtune.training.run import train_run
+
+    forwards = []
+
+    def watch(model):
+        model.register_forward_pre_hook(lambda m, a, kw: forwards.append((m.training, "labels" in kw,
+                                                                          kw["input_ids"].clone())),
+                                        with_kwargs=True)
+
+    def probes(out):
+        forwards.clear()
+        train_run(tiny_run_config(corpus, out, select="ist", max_steps=11, adapter="lora", prompt="pair"),
+                  prepare_model=watch,
+                  quiet=True)
+        stepped = [ids for training, _, ids in forwards if training]
+        damped = [ids for training, labelled, ids in forwards if not training and labelled]
+        return stepped, damped
+
+    stepped, damped = probes(tmp_path / "one")
+    assert len(damped) == 3 and all(torch.equal(d, damped[0]) for d in damped)
+    probe = damped[0]
+    assert not (probe.shape == stepped[9].shape and torch.equal(probe, stepped[9]))  # not the batch just stepped on
+
+    def rows(ids):
+        return {tuple(t for t in row.tolist() if t != 0) for row in ids}
+
+    train_rows = set().union(*(rows(ids) for ids in stepped))
+    assert rows(probe) <= train_rows
+    _, again = probes(tmp_path / "two")
+    assert torch.equal(again[0], probe)  # seeded

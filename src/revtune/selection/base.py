@@ -16,15 +16,26 @@ from ..adapters import LayerMap
 
 
 @dataclass
+class TrainSource:
+    """The training split as the Trainer reads it, for signals that draw batches of their own (IST)."""
+
+    dataset: object
+    collate_fn: object
+    batch_size: int
+    seed: int
+
+
+@dataclass
 class SelectionContext:
-    """What signals may look at. ``last_batch`` is the latest training batch, for signals that need a
-    forward of their own (IST); the callback keeps it current."""
+    """What signals may look at. ``last_batch`` is the latest training batch (the callback keeps it
+    current); ``train`` is the training split, for signals that need a forward on a batch of their own."""
 
     model: nn.Module
     layers: LayerMap
     rng: np.random.Generator
     last_batch: dict | None = None
     extras: dict = field(default_factory=dict)
+    train: TrainSource | None = None
 
     @property
     def n_layers(self) -> int:

@@ -129,10 +129,12 @@ def adapter_scalings(block: torch.nn.Module) -> list[tuple[dict, str]]:
 class IstSignal(NoSignal):
     """IST's scores s, one per layer, starting at 0 (METHODS.md §2).
 
-    Every ``every`` steps (never step 0), before the rule runs: ``draws`` times pick floor(``probe`` n)
-    layers with weights sigmoid(s), multiply their adapter scalings by ``damp``, and take the eval-mode,
-    no-grad loss of the latest training batch; reward r_k = exp(-loss_k) - mean_j exp(-loss_j), and
-    s_l += sum_k [l in S_k] r_k p_l (1 - p_l) ``gain`` with p = sigmoid(s) from before the draws. Only
+    Every ``every`` steps (never step 0), before the rule runs: take the next batch of IST's own loader
+    over the training split (shuffled with the run's seed, reshuffled when exhausted, as the reference's
+    separate DataLoader); ``draws`` times pick a new subset of floor(``probe`` n) layers with weights
+    sigmoid(s) (a subset already drawn is redrawn, while new ones exist), multiply their adapter scalings
+    by ``damp``, and take the eval-mode, no-grad loss; reward r_k = exp(-loss_k) - mean_j exp(-loss_j),
+    and s_l += sum_k [l in S_k] r_k p_l (1 - p_l) ``gain`` with p = sigmoid(s) from before the draws. Only
     scalings are touched, and each is restored to its saved value, not divided back.
     """
 
@@ -143,6 +145,7 @@ class IstSignal(NoSignal):
     gain: float = 10.0
     values: np.ndarray | None = None
     scalings: list = field(default_factory=list)
+    batches: object = None
 
     def setup(self, ctx):
         self.values = np.zeros(ctx.n_layers)
@@ -150,24 +153,35 @@ class IstSignal(NoSignal):
         if not all(self.scalings):
             raise RevtuneError("ist damps adapter scalings: use --adapter lora, dora or bottleneck",
                                field="adapter")
+        if ctx.train is not None:
+            self.batches = _endless_batches(ctx.train)
 
     def scores(self, step, ctx):
         if step > 0 and step % self.every == 0:
-            if ctx.last_batch is None:
-                raise RuntimeError(f"ist: no training batch seen before step {step}")
-            self.update(ctx)
+            self.update(ctx, self.probe_batch(ctx, step))
         return self.values.copy()
 
-    def update(self, ctx) -> None:
+    def probe_batch(self, ctx, step: int) -> dict:
+        if self.batches is None:
+            raise RuntimeError(f"ist: no training data to probe at step {step}: run inside a Trainer")
+        device = next(ctx.model.parameters()).device
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in next(self.batches).items()}
+
+    def update(self, ctx, batch: dict) -> None:
         p = 1.0 / (1.0 + np.exp(-self.values))
         size = max(1, math.floor(self.probe * ctx.n_layers))
-        subsets = [_draw(ctx, size, p) for _ in range(self.draws)]
-        losses = np.array([self.damped_loss(ctx, subset) for subset in subsets])
+        distinct = math.comb(ctx.n_layers, size)
+        subsets: list[list[int]] = []
+        while len(subsets) < self.draws:
+            subset = _draw(ctx, size, p)
+            if subset not in subsets or len(subsets) >= distinct:
+                subsets.append(subset)
+        losses = np.array([self.damped_loss(ctx, subset, batch) for subset in subsets])
         rewards = np.exp(-losses) - np.exp(-losses).mean()
         for subset, reward in zip(subsets, rewards):
             self.values[subset] += reward * p[subset] * (1 - p[subset]) * self.gain
 
-    def damped_loss(self, ctx, subset: list[int]) -> float:
+    def damped_loss(self, ctx, subset: list[int], batch: dict) -> float:
         saved = [(holder, key, holder[key]) for layer in subset for holder, key in self.scalings[layer]]
         was_training = ctx.model.training
         try:
@@ -175,12 +189,22 @@ class IstSignal(NoSignal):
                 holder[key] = value * self.damp
             ctx.model.eval()
             with torch.no_grad():
-                loss = ctx.model(**ctx.last_batch).loss
+                loss = ctx.model(**batch).loss
             return float(loss)  # host synchronisation: three per update, every ``every`` steps
         finally:
             for holder, key, value in saved:
                 holder[key] = value
             ctx.model.train(was_training)
+
+
+def _endless_batches(source):
+    """Batches of the training split in a seeded shuffled order, a new order each pass."""
+    generator = torch.Generator().manual_seed(source.seed)
+    shuffle = not isinstance(source.dataset, torch.utils.data.IterableDataset)  # a stream has its own order
+    loader = torch.utils.data.DataLoader(source.dataset, batch_size=source.batch_size, shuffle=shuffle,
+                                         collate_fn=source.collate_fn, generator=generator if shuffle else None)
+    while True:
+        yield from loader
 
 
 @dataclass

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 
 from ..adapters import LayerMap, layer_map
 from ..errors import RevtuneError
-from .base import SelectionContext, Strategy
+from .base import SelectionContext, Strategy, TrainSource
 from .registry import SelectionOptions, build_strategy
 
 
@@ -69,7 +69,10 @@ class LayerSelectionCallback(TrainerCallback):
         if optimizer is not None:
             _check_optimizer_holds(optimizer, layers)
         self.strategy.check(layers.n_layers)
-        self.ctx = SelectionContext(model, layers, np.random.default_rng(self.seed))
+        loader = kwargs.get("train_dataloader")
+        source = None if loader is None else TrainSource(loader.dataset, loader.collate_fn,
+                                                         args.per_device_train_batch_size, self.seed)
+        self.ctx = SelectionContext(model, layers, np.random.default_rng(self.seed), train=source)
         self.strategy.setup(self.ctx)
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)
         self._args, self._clip = args, args.max_grad_norm
