@@ -373,3 +373,75 @@ def test_ist_probes_a_batch_of_its_own_from_the_training_split(corpus, tmp_path)
     assert rows(probe) <= train_rows
     _, again = probes(tmp_path / "two")
     assert torch.equal(again[0], probe)  # seeded
+
+
+# --- 7. the reference preset ---------------------------------------------------------------------------
+
+def test_reference_prompt_is_the_authors_character_for_character():
+    from revtune.corpora.record import Revision
+    from revtune.prompts import intent_prompt
+
+    labels = ["clarity", "fluency", "coherence", "style", "meaning-changed"]
+    got = intent_prompt(Revision("a b", "a c", ("clarity",)), labels, "reference-instruction")
+    pad = " " * 8
+    expected = (f"\n{pad}### Instruction: Identify the intention of the revision between original sentence and "
+                f"revised sentence. \n{pad}The possible intentions include: Clarity, Style, Fluency, Coherence, "
+                f"and Meaning-change.\n\n{pad}### Original Sentence: a b\n{pad}### Revised Sentence: a c\n{pad}")
+    assert got == expected
+    arg = intent_prompt(Revision("x", "y", ("LCE",)), ["LCE", "commentary"], "reference-instruction")
+    assert arg.startswith(f"\n{pad}### Instruction: Identify the intention of the revision between original text")
+    assert f"### Original Text: x\n{pad}### Revised Text: y\n{pad}" in arg
+
+
+def test_reference_pair_is_a_tokenizer_text_pair_and_pads_with_id_0():
+    from revtune.corpora.record import Revision
+    from revtune.models import byte_tokenizer, prepare_tokenizer
+    from revtune.prompts import intent_prompt
+    from revtune.training.data import PadCollator, encode_intents
+
+    loaded = load_model("tiny", "intent", ["clarity", "style"], seed=0, tiny_layers=1)
+    tokenizer = prepare_tokenizer(byte_tokenizer(), loaded.model, pad_token_id=0)
+    assert tokenizer.pad_token_id == 0 == loaded.model.config.pad_token_id and tokenizer.padding_side == "left"
+    records = [Revision("a cat", "the cat", ("style",)), Revision("it go", "it goes on", ("clarity",))]
+    rows = encode_intents(records, ["clarity", "style"], False, tokenizer,
+                          lambda r: intent_prompt(r, ["clarity", "style"], "reference-pair"), 64).rows
+    assert [r["input_ids"] for r in rows] == tokenizer(["a cat", "it go"], ["the cat", "it goes on"])["input_ids"]
+    batch = PadCollator(tokenizer.pad_token_id, "left")(rows)
+    assert batch["input_ids"][0, 0] == 0 and batch["attention_mask"][0, 0] == 0
+
+
+def test_preset_values_sit_under_yaml_and_flags(tmp_path, capsys):
+    import argparse
+
+    from revtune.config import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("preset: ir-reference\nlearning_rate: 0.001\n")
+    config = config_from_args(parser.parse_args(["--config", str(yaml_file), "--seed", "5", "--device", "cpu"]))
+    assert (config.learning_rate, config.seed) == (0.001, 5)  # YAML and flags win
+    assert (config.freeze_head, config.prompt, config.pad_token_id, config.eval_every, config.test_every,
+            config.warmup_steps) == (True, "reference-instruction", 0, 10, 10, 100)
+    assert config.dtype == "float32" and "fp16 (the reference's) needs a GPU" in capsys.readouterr().out
+    assert config_from_args(parser.parse_args(["--preset", "ir-reference", "--dtype", "bfloat16"])).dtype == "bfloat16"
+
+
+def test_train_with_the_reference_preset_on_the_tiny_model(corpus, tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "ref"
+    result = run_cli("train", "--preset", "ir-reference", "--model", "tiny", "--tiny-layers", "2",
+                     "--train", corpus["train"], "--dev", corpus["dev"], "--test", corpus["test"],
+                     "--max-steps", "10", "--batch-size", "4", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training in float32 on cpu" in result.stdout and "warm-up 1 steps instead of 100" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (config["preset"], config["prompt"], config["pad_token_id"], config["seed"]) == \
+        ("ir-reference", "reference-instruction", 0, 171)
+    assert [h["step"] for h in metrics["test_history"]] == [10] == [h["step"] for h in metrics["dev_history"]]
+    assert "0 outside the blocks" in (out / "trainable.txt").read_text()  # the head stays random
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(out / "tokenizer").pad_token_id == 0

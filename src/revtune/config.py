@@ -16,9 +16,10 @@ import yaml
 from .errors import RevtuneError, did_you_mean
 
 TASK_CHOICES = ("intent", "revise")
-PROMPTS = ("instruction", "pair")
+PROMPTS = ("instruction", "pair", "reference-instruction", "reference-pair")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("greedy", "beam", "sample")
+PRESETS = ("ir-reference",)  # src/revtune/configs/NAME.yaml
 
 
 def _f(default, help_text, **kw):
@@ -59,7 +60,9 @@ class RunConfig:
     bottleneck_dim: int = _f(256, "bottleneck adapter size")
     target_modules: list = _f([], "module names to adapt; default q,k,v,up,down projections")
     freeze_head: bool = _f(False, "keep the classification head at its random init (the reference code)")
-    prompt: str = _f("instruction", "instruction prompt or plain (before, after) pair input")
+    prompt: str = _f("instruction", "instruction (our prompt), pair (before and after joined by a newline), "
+                     "reference-instruction (the authors' prompt, whitespace and all) or reference-pair (before "
+                     "and after as a tokenizer text pair, as the authors)")
     max_length: int = _f(256, "maximum tokens per example")
     learning_rate: float = _f(2e-4, "peak learning rate (AdamW, linear decay)")
     warmup_steps: int = _f(100, "warm-up steps (the reference's 100; a run shorter than 2 x this warms up for "
@@ -91,6 +94,12 @@ class RunConfig:
     ir_grad_accum: str = _f("per-backward", "IR scores under gradient accumulation: per-backward (the "
                             "reference: per-tensor terms summed over micro-batches) or accumulated (norm of "
                             "the step's summed gradient)")
+    preset: str | None = _f(None, "start from a shipped preset (ir-reference: the authors' settings, "
+                            "docs/REFERENCE.md); the YAML file and flags override it")
+    pad_token_id: int | None = _f(None, "pad with this token id (the reference forces 0); default the "
+                                  "tokenizer's pad token, else EOS")
+    test_every: int = _f(0, "also score the test split every N steps (metrics.json test_history; the "
+                         "reference logs test every 10 steps); 0: only at the end")
     cosine_reduction: str = _f("batch-mean", "cosine scores: batch-mean (the reference: hidden states averaged "
                                "over the batch, then the cosine per position, averaged over positions, pads "
                                "included) or token (per-token cosine averaged over real tokens)")
@@ -117,6 +126,8 @@ class RunConfig:
             (self.new_tokens_factor > 0 and self.new_tokens_floor >= 1, "new_tokens_factor",
              "expected factor > 0 and floor >= 1"),
             (self.dev_generate >= 0, "dev_generate", "expected >= 0"),
+            (self.test_every >= 0, "test_every", "expected >= 0"),
+            (self.preset is None or self.preset in PRESETS, "preset", f"expected one of {', '.join(PRESETS)}"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -198,17 +209,42 @@ def load_yaml(path: str | Path) -> dict:
     return clean
 
 
+def preset_values(name: str) -> dict:
+    """A shipped preset's keys (``RunConfig(**preset_values("ir-reference"), ...)`` from Python); the
+    command line applies it under the YAML file and the flags."""
+    if name not in PRESETS:
+        raise RevtuneError(f"unknown preset: {did_you_mean(name, PRESETS)}", field="preset")
+    return load_yaml(Path(__file__).parent / "configs" / f"{name}.yaml")
+
+
 def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
-    """YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
+    """preset < YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
     values = load_yaml(namespace.config) if getattr(namespace, "config", None) else {}
     source = getattr(namespace, "config", None)
     values.update({k: v for k, v in vars(namespace).items()
                    if k in {f.name for f in dataclasses.fields(RunConfig)}})
     values.update(overrides)
+    if values.get("preset"):
+        preset = preset_values(str(values["preset"]))
+        if preset.get("dtype") == "float16" and "dtype" not in values:
+            preset["dtype"] = _half_precision_where_supported(values.get("device", preset.get("device", "auto")))
+        values = {**preset, **values}
     for f in dataclasses.fields(RunConfig):
         if f.name in values:
             values[f.name] = _coerce(f, values[f.name], source)
     return RunConfig(**values)
+
+
+def _half_precision_where_supported(device: str) -> str:
+    """The reference trains in fp16 on GPUs; on a CPU (or MPS) fp16 training is slow or unsupported: fp32."""
+    from .runtime import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        return "float16"
+    print(f"revtune: preset: fp16 (the reference's) needs a GPU; training in float32 on "
+          f"{resolved.type}", flush=True)
+    return "float32"
 
 
 def _coerce(f: dataclasses.Field, value, source):

@@ -199,9 +199,12 @@ def load_pretrained(source: str, spec: str, cls, label_kwargs: dict, dtype) -> L
     return LoadedModel(model, tokenizer, spec, source)
 
 
-def prepare_tokenizer(tokenizer, model: nn.Module, padding_side: str = "left"):
-    """Pad with the tokenizer's pad token, else EOS; left padding so the last token is the real last one."""
-    if tokenizer.pad_token is None:
+def prepare_tokenizer(tokenizer, model: nn.Module, padding_side: str = "left", pad_token_id: int | None = None):
+    """Pad with ``pad_token_id`` when given (the reference forces 0), else the tokenizer's pad token, else
+    EOS; left padding so the last token is the real last one."""
+    if pad_token_id is not None:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_token_id)
+    elif tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -12,7 +12,7 @@ from .corpora.record import Revision
 from .corpora.tabular import read_rows, text
 from .errors import RevtuneError
 from .models import load_model, prepare_tokenizer
-from .prompts import intent_prompt
+from .prompts import intent_prompt, tokenize_inputs
 from .rundir import read_run
 from .runtime import resolve_device, resolve_dtype
 
@@ -32,7 +32,7 @@ def load_run_model(run: str | Path, expected_task: str, device: str = "auto"):
     loaded = load_model(config["model"], config["task"], config.get("labels"), config.get("multi_label", False),
                         dtype, config.get("seed", 0), config.get("tiny_layers", 8))
     tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
-    prepare_tokenizer(tokenizer, loaded.model)
+    prepare_tokenizer(tokenizer, loaded.model, pad_token_id=config.get("pad_token_id"))
     model = load_adapter(loaded.model, run / "adapter", config["task"])
     return model.to(resolve_device(device)), tokenizer, config
 
@@ -60,8 +60,8 @@ def predict_intents(model, tokenizer, config: dict, records: list[Revision], bat
     with torch.no_grad():
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
-            batch = tokenizer([prompt(r) for r in chunk], padding=True, truncation=True,
-                              max_length=config.get("max_length", 256), return_tensors="pt").to(device)
+            batch = tokenize_inputs(tokenizer, [prompt(r) for r in chunk], padding=True, truncation=True,
+                                    max_length=config.get("max_length", 256), return_tensors="pt").to(device)
             logits = model(**batch).logits.float().cpu().numpy()
             for record, row_logits in zip(chunk, logits):
                 rows.append(_prediction(record, row_logits, labels, multi, threshold))

@@ -16,11 +16,32 @@ def corpus_family(labels: list[str]) -> str:
     return "generic"
 
 
-def intent_prompt(revision: Revision, labels: list[str], style: str = "instruction") -> str:
-    """Each corpus gets its own prompt on every split (the reference code reused IteraTeR's for
-    ArgRevision at test time; we do not)."""
+# The authors' prompts, character for character (leading newline, 8-space indents, the space before the
+# first line break, trailing indent): the reference preset's ``reference-instruction``.
+REFERENCE_PROMPTS = {
+    "iterater": ("\n        ### Instruction: Identify the intention of the revision between original sentence and "
+                 "revised sentence. \n        The possible intentions include: Clarity, Style, Fluency, Coherence, "
+                 "and Meaning-change.\n\n        ### Original Sentence: {before}\n        ### Revised Sentence: "
+                 "{after}\n        "),
+    "argrevision": ("\n        ### Instruction: Identify the intention of the revision between original text and "
+                    "revised text. \n        The possible intentions include: relevant, irrelevant, already exists, "
+                    "linked claim evidence, not linked claim evidence, commentary\n\n        ### Original Text: "
+                    "{before}\n        ### Revised Text: {after}\n        "),
+}
+
+
+def intent_prompt(revision: Revision, labels: list[str], style: str = "instruction") -> str | tuple[str, str]:
+    """The model input of one revision: text, or a (first, second) pair the tokenizer encodes as a text
+    pair (``reference-pair``, as the reference). Each corpus gets its own prompt on every split (the
+    reference code reused IteraTeR's for ArgRevision at test time; we do not)."""
     if style == "pair":
         return f"{revision.before}\n{revision.after}"
+    if style == "reference-pair":
+        return revision.before, revision.after
+    if style == "reference-instruction":
+        family = corpus_family(labels)
+        template = REFERENCE_PROMPTS["argrevision" if family == "argrevision" else "iterater"]
+        return template.format(before=revision.before, after=revision.after)
     family = corpus_family(labels)
     unit = "sentence" if family == "iterater" else "text"
     if family == "iterater":
@@ -49,3 +70,10 @@ def revise_prompt(before: str, intents) -> str:
             f"Revise the original text for the {noun}: {joined}.\n\n"
             f"### Original Text: {before}\n"
             "### Revised Text:")
+
+
+def tokenize_inputs(tokenizer, inputs: list, **kwargs):
+    """Tokenize texts, or (first, second) pairs as tokenizer text pairs, with the same arguments."""
+    if inputs and isinstance(inputs[0], tuple):
+        return tokenizer([a for a, _ in inputs], [b for _, b in inputs], **kwargs)
+    return tokenizer(inputs, **kwargs)

@@ -92,7 +92,7 @@ def prepare_probe(config, options: CardOptions, splits) -> Probe:
     adapter = adapter_config(config, build_strategy("all"), task.name)
     loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype, config.seed,
                         config.tiny_layers)
-    tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model)
+    tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=config.pad_token_id)
     model = loaded.model.to(device).eval()
     task.prepare(tokenizer, device)
     targets = resolve_targets(model, adapter.targets)

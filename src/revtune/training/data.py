@@ -8,7 +8,7 @@ import torch
 from .. import corpora
 from ..corpora.record import Revision
 from ..errors import RevtuneError
-from ..prompts import corpus_family
+from ..prompts import corpus_family, tokenize_inputs
 
 
 @dataclass
@@ -76,8 +76,8 @@ def encode_intents(records, labels, multi_label, tokenizer, prompt_fn, max_lengt
     if not records:
         return EncodedDataset([])
     index = {name: i for i, name in enumerate(labels)}
-    texts = [prompt_fn(record) for record in records]
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    encoded = tokenize_inputs(tokenizer, [prompt_fn(record) for record in records], truncation=True,
+                              max_length=max_length)
     rows = []
     for i, record in enumerate(records):
         if multi_label:

@@ -53,17 +53,24 @@ def make_task(config, splits):
 
 class BestDevTracker(TrainerCallback):
     """Evaluates dev every ``every`` steps and keeps a CPU copy of the trainable tensors at the best score,
-    so the test score at the best dev step needs no checkpoint on disk."""
+    so the test score at the best dev step needs no checkpoint on disk. With ``test_every`` the test split
+    is scored on its own schedule too, as the reference logs it (``test_history``; selection stays on dev)."""
 
-    def __init__(self, task, model, every: int):
-        self.task, self.model, self.every = task, model, every
+    def __init__(self, task, model, every: int, test_every: int = 0):
+        self.task, self.model, self.every, self.test_every = task, model, every, test_every
         # Named now, while every layer is trainable: mid-run only the active layers require grad.
         self.names = [name for name, p in model.named_parameters() if p.requires_grad]
         self.history: list[dict] = []
+        self.test_history: list[dict] = []
         self.best: dict | None = None
         self.best_state: dict | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.test_every and state.global_step % self.test_every == 0:
+            scores = self.task.evaluate(self.model, "test")
+            if scores:
+                self.test_history.append({"step": state.global_step,
+                                          **{k: v for k, v in scores.items() if k != "per_class"}})
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
             scores = self.task.evaluate(self.model, "dev")
             if not scores:
@@ -131,7 +138,7 @@ def train_run(config, strategy: Strategy | None = None,
     with building(config.out, config.overwrite) as tmp:
         loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
                             config.seed, config.tiny_layers)
-        tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model)
+        tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=config.pad_token_id)
         model = adapter_lib.attach(loaded.model, adapters, task.name).to(device)
         if prepare_model:
             prepare_model(model)
@@ -152,7 +159,7 @@ def train_run(config, strategy: Strategy | None = None,
                 f"fewer than 2 x {config.warmup_steps}")
         selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
                                           config.seed)
-        tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5))
+        tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5), config.test_every)
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
                           callbacks=[selector, tracker])
@@ -184,6 +191,8 @@ def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
     metrics["final_dev"] = tracker.history[-1] if tracker.history else {}
     metrics["best_dev"] = tracker.best or {}
     metrics["dev_history"] = tracker.history
+    if tracker.test_every:
+        metrics["test_history"] = tracker.test_history
     if tracker.best_state is not None and metrics["test"]:
         final_state = tracker.snapshot()
         _load_trainable(model, tracker.best_state)
