@@ -437,3 +437,20 @@ def test_train_with_the_reference_preset_on_the_tiny_model(corpus, tmp_path):
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(out / "tokenizer").pad_token_id == 0
+
+
+@pytest.mark.parametrize("mode", ["per-backward", "accumulated"])
+def test_a_non_finite_tensor_norm_counts_as_1000_per_tensor(mode):
+    from revtune.adapters import LayerMap
+    from revtune.selection.base import SelectionContext
+    from revtune.selection.signals import GradNormSignal
+
+    params = [[torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]]
+    ctx = SelectionContext(torch.nn.Linear(1, 1), LayerMap([["a", "b"]], params), np.random.default_rng(0))
+    signal = GradNormSignal("authors", mode)
+    signal.setup(ctx)
+    loss = (params[0][0] * torch.tensor([float("inf"), 0.0, 0.0])).sum() + (params[0][1] * torch.tensor([3.0, 4.0])).sum()
+    loss.backward()
+    signal.observe(0, [0], ctx)
+    assert signal.scores(1, ctx)[0] == pytest.approx((1000 ** 0.5 + 5 ** 0.5) ** 0.5)
+    signal.close()
