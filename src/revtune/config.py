@@ -14,12 +14,12 @@ from pathlib import Path
 import yaml
 
 from .errors import RevtuneError, did_you_mean
+from .presets import PRESETS, with_preset
 
 TASK_CHOICES = ("intent", "revise")
 PROMPTS = ("instruction", "pair", "reference-instruction", "reference-pair")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("greedy", "beam", "sample")
-PRESETS = ("ir-reference",)  # src/revtune/configs/NAME.yaml
 
 
 def _f(default, help_text, **kw):
@@ -209,14 +209,6 @@ def load_yaml(path: str | Path) -> dict:
     return clean
 
 
-def preset_values(name: str) -> dict:
-    """A shipped preset's keys (``RunConfig(**preset_values("ir-reference"), ...)`` from Python); the
-    command line applies it under the YAML file and the flags."""
-    if name not in PRESETS:
-        raise RevtuneError(f"unknown preset: {did_you_mean(name, PRESETS)}", field="preset")
-    return load_yaml(Path(__file__).parent / "configs" / f"{name}.yaml")
-
-
 def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
     """preset < YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
     values = load_yaml(namespace.config) if getattr(namespace, "config", None) else {}
@@ -224,27 +216,11 @@ def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
     values.update({k: v for k, v in vars(namespace).items()
                    if k in {f.name for f in dataclasses.fields(RunConfig)}})
     values.update(overrides)
-    if values.get("preset"):
-        preset = preset_values(str(values["preset"]))
-        if preset.get("dtype") == "float16" and "dtype" not in values:
-            preset["dtype"] = _half_precision_where_supported(values.get("device", preset.get("device", "auto")))
-        values = {**preset, **values}
+    values = with_preset(values)
     for f in dataclasses.fields(RunConfig):
         if f.name in values:
             values[f.name] = _coerce(f, values[f.name], source)
     return RunConfig(**values)
-
-
-def _half_precision_where_supported(device: str) -> str:
-    """The reference trains in fp16 on GPUs; on a CPU (or MPS) fp16 training is slow or unsupported: fp32."""
-    from .runtime import resolve_device
-
-    resolved = resolve_device(device)
-    if resolved.type == "cuda":
-        return "float16"
-    print(f"revtune: preset: fp16 (the reference's) needs a GPU; training in float32 on "
-          f"{resolved.type}", flush=True)
-    return "float32"
 
 
 def _coerce(f: dataclasses.Field, value, source):
