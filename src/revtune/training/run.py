@@ -206,7 +206,7 @@ def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loade
     adapter_lib.save_adapter(model, adapters, tmp / "adapter")
     tokenizer.save_pretrained(tmp / "tokenizer")
     resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
-                "adapter": adapters.kind, "model_source": loaded.source,
+                "adapter": adapters.kind, "model_source": loaded.source, "n_layers": metrics["n_layers"],
                 "decision_threshold": metrics["decision"].get("threshold", 0.5)}
     write_json(tmp / "config.json", resolved)
     write_json(tmp / "metrics.json", metrics)
