@@ -190,13 +190,19 @@ def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
     """YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
     values = load_yaml(namespace.config) if getattr(namespace, "config", None) else {}
     source = getattr(namespace, "config", None)
-    values.update({k: v for k, v in vars(namespace).items()
-                   if k in {f.name for f in dataclasses.fields(RunConfig)}})
+    from_yaml = set(values)
+    flags = {k: v for k, v in vars(namespace).items() if k in {f.name for f in dataclasses.fields(RunConfig)}}
+    values.update(flags)
     values.update(overrides)
     for f in dataclasses.fields(RunConfig):
         if f.name in values:
-            values[f.name] = _coerce(f, values[f.name], source)
-    return RunConfig(**values)
+            values[f.name] = _coerce(f, values[f.name], source if f.name not in flags else None)
+    try:
+        return RunConfig(**values)
+    except RevtuneError as e:
+        if e.path is None and e.field in from_yaml - set(flags) - set(overrides):
+            raise RevtuneError(e.message, path=source, field=e.field) from None
+        raise
 
 
 def _coerce(f: dataclasses.Field, value, source):

@@ -91,8 +91,9 @@ def load_yaml_file(path: str | Path):
         text = path.read_bytes()[:MAX_BYTES + 1].decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise RevtuneError(f"not UTF-8 text (byte {e.start})", path=path) from None
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters already here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -107,4 +108,5 @@ def load_yaml_file(path: str | Path):
     except RecursionError:
         raise RevtuneError("YAML nested too deeply to read", path=path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
