@@ -120,10 +120,20 @@ def test_lone_surrogates_are_refused_naming_the_field(tmp_path, corpus):
 
 
 def test_an_xlsx_zip_bomb_is_refused_and_leaves_no_temporary_directory(tmp_path, corpus):
+    import openpyxl
+
     bomb = tmp_path / "bomb.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["old_sentences", "new_sentences", "purpose_labels"])
+    book.save(bomb)
+    with zipfile.ZipFile(bomb) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    head, _, tail = parts["xl/worksheets/sheet1.xml"].partition(b"</sheetData>")
+    filler = b'<row r="2"><c r="A2" t="inlineStr"><is><t>' + b"a" * (300 * 2**20) + b"</t></is></c></row>"
+    parts["xl/worksheets/sheet1.xml"] = head + filler + b"</sheetData>" + tail
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr("xl/worksheets/sheet1.xml", b"<" + b"a" * (300 * 2**20))
+        for name, data in parts.items():
+            archive.writestr(name, data)
     assert bomb.stat().st_size < 2 * 2**20
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -131,7 +141,8 @@ def test_an_xlsx_zip_bomb_is_refused_and_leaves_no_temporary_directory(tmp_path,
                              "--train", str(bomb)], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "TMPDIR": str(scratch), "PYTHONWARNINGS": "ignore"})
     one_line_error(result, str(bomb), "refused", "would unpack")
-    assert not list(scratch.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["bomb.xlsx", "scratch"]
+    assert not [p for p in scratch.iterdir() if not p.name.startswith("torchinductor")]  # torch's own cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.xlsx", "scratch"]
 
 
 def _xlsx_with_formula(path, cached: str | None):
@@ -203,7 +214,8 @@ def test_score_of_a_long_addition_without_a_full_stop_is_bounded(tmp_path):
                                   "Start. " + " ".join(reversed(words)))
     result, peak_mib, lines = run_measured("score", "--src", src, "--pred", pred, "--ref", ref, "--json")
     assert result.returncode == 0, lines
-    assert peak_mib < 700, peak_mib  # was 2.5 GB
+    _, baseline_mib, _ = run_measured("score", "--src", src, "--pred", src, "--ref", src, "--json")
+    assert peak_mib - baseline_mib < 300, (peak_mib, baseline_mib)  # was 2.5 GB above
     scores = json.loads(result.stdout)
     assert 0 < scores["update_r"] < 1 and scores["rouge1"] == pytest.approx(1.0)
 
@@ -229,7 +241,7 @@ def revise_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("hostile-revise") / "gen"
     result = run_cli("train", *tiny_args(corpus, out, "--task", "revise", "--select", "all", "--max-steps", "1",
                                          "--dev-generate", "0", "--new-tokens-floor", "2",
-                                         "--new-tokens-factor", "0.01"))
+                                         "--new-tokens-factor", "0.01", "--max-length", "160"))
     assert result.returncode == 0, result.stderr[-2000:]
     return out
 
