@@ -120,6 +120,15 @@ def check_error(error: RevtuneError, path: Path | None):
         assert line.startswith(str(path)) or f"field '" in line, line
 
 
+def corpus_or_refusal(data: bytes, suffix: str, *args) -> None:
+    """Write ``data`` to a file, read it as a corpus, and check the records or the one-line refusal."""
+    path = write(data, suffix)
+    records = read_or_refuse(path, read_corpus, *args)
+    if records is not None:
+        check_records(records)
+    path.unlink()
+
+
 def read_or_refuse(path: Path, reader, *args):
     try:
         result = reader(path, *args)
@@ -135,21 +144,13 @@ def read_or_refuse(path: Path, reader, *args):
 @given(data=jsonl_files(), format=st.sampled_from(["auto", "iterater-sent", "iterater-doc", "tabular",
                                                    "argrevision"]))
 def test_jsonl_corpora(data, format):
-    path = write(data, ".jsonl")
-    records = read_or_refuse(path, read_corpus, format)
-    if records is not None:
-        check_records(records)
-    path.unlink()
+    corpus_or_refusal(data, ".jsonl", format)
 
 
 @FUZZ
 @given(data=st.binary(max_size=300), suffix=st.sampled_from([".jsonl", ".csv", ".tsv", ".xlsx", ".txt"]))
 def test_arbitrary_bytes_under_every_suffix(data, suffix):
-    path = write(data, suffix)
-    records = read_or_refuse(path, read_corpus)
-    if records is not None:
-        check_records(records)
-    path.unlink()
+    corpus_or_refusal(data, suffix)
 
 
 @FUZZ
@@ -197,11 +198,7 @@ def xlsx_files(draw) -> bytes:
 @FUZZ
 @given(data=xlsx_files(), format=st.sampled_from(["auto", "argrevision", "tabular"]))
 def test_xlsx_corpora(data, format):
-    path = write(data, ".xlsx")
-    records = read_or_refuse(path, read_corpus, format)
-    if records is not None:
-        check_records(records)
-    path.unlink()
+    corpus_or_refusal(data, ".xlsx", format)
 
 
 @FUZZ
@@ -213,11 +210,7 @@ def test_xlsx_made_of_arbitrary_zip_members(members):
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, payload in members:
             archive.writestr(name, payload)
-    path = write(buffer.getvalue(), ".xlsx")
-    records = read_or_refuse(path, read_corpus)
-    if records is not None:
-        check_records(records)
-    path.unlink()
+    corpus_or_refusal(buffer.getvalue(), ".xlsx")
 
 
 def test_huge_inputs_stay_bounded_in_time_and_memory():
