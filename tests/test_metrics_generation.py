@@ -279,7 +279,7 @@ def test_read_score_files(files):
 
 
 @pytest.mark.parametrize("which, line, message, where", [
-    (1, '{"text": "x"', "not valid JSON", (2, None)),
+    (1, '{"text": "x"', "malformed JSON", (2, None)),
     (1, '["x"]', "expected a JSON object, got list", (2, None)),
     (1, '{"txt": "x"}', "missing", (2, "text")),
     (0, '{"text": 5}', "expected a string, got int", (2, "text")),

@@ -215,26 +215,112 @@ def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path) -> None:
     (folder / REVTUNE_ADAPTER_CONFIG).write_text(json.dumps(asdict(config), indent=2))
 
 
-def load_adapter(model: nn.Module, folder: Path, task: str) -> nn.Module:
-    """Rebuild the trained model from a base model and a folder written by :func:`save_adapter`."""
-    from safetensors.torch import load_file
+def read_adapter_config(folder: Path) -> AdapterConfig:
+    from .jsonsafe import read_json_file
 
-    config = AdapterConfig(**{k: (tuple(v) if k == "targets" and v else v) for k, v in
-                              json.loads((folder / REVTUNE_ADAPTER_CONFIG).read_text()).items()})
+    path = folder / REVTUNE_ADAPTER_CONFIG
+    if not folder.is_dir():
+        raise RevtuneError("missing: the run directory is incomplete", path=folder)
+    saved = read_json_file(path)
+    known = {f for f in AdapterConfig.__dataclass_fields__}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise RevtuneError(f"unknown key '{unknown[0]}'", path=path)
+    checks = {"kind": str, "r": int, "alpha": (int, float), "dropout": (int, float), "bottleneck_dim": int,
+              "train_head": bool, "train_outside_blocks": bool, "targets": (list, type(None))}
+    for key, kind in checks.items():
+        value = saved.get(key)
+        if key in saved and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+            raise RevtuneError(f"unexpected value {value!r}", path=path, field=key)
+    if saved.get("targets") is not None and not all(isinstance(t, str) for t in saved["targets"]):
+        raise RevtuneError("expected module names", path=path, field="targets")
+    try:
+        return AdapterConfig(**{k: (tuple(v) if k == "targets" and v else v) for k, v in saved.items()})
+    except RevtuneError as e:
+        raise RevtuneError(e.message, path=path, field=e.field) from None
+
+
+def load_adapter(model: nn.Module, folder: Path, task: str, expected_kind: str | None = None) -> nn.Module:
+    """Rebuild the trained model from a base model and a folder written by :func:`save_adapter`.
+
+    Safetensors only (peft would fall back to a pickled ``adapter_model.bin``). Every saved tensor must
+    find its parameter, with its shape, and every adapter parameter its saved tensor: a partial load
+    would predict with a different model and say nothing.
+    """
+    config = read_adapter_config(folder)
+    if expected_kind is not None and config.kind != expected_kind:
+        raise RevtuneError(f"the run's config says adapter '{expected_kind}' but the adapter folder holds "
+                           f"'{config.kind}'", path=folder / REVTUNE_ADAPTER_CONFIG, field="kind")
     if config.kind in ("lora", "dora"):
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(folder))
+        weights = folder / "adapter_model.safetensors"
+        if not weights.is_file():
+            raise RevtuneError("missing (revtune loads adapter weights from safetensors only)", path=weights)
+        model = _peft_load(model, folder, weights)
     elif config.kind == "bottleneck":
         _wrap_bottlenecks(model, resolve_targets(model, config.targets), config.bottleneck_dim)
     extra_file = folder / BOTTLENECK_FILE
-    if extra_file.exists():
-        missing_ok = model.load_state_dict(load_file(str(extra_file)), strict=False)
-        if missing_ok.unexpected_keys:
-            raise RevtuneError(f"adapter tensor '{missing_ok.unexpected_keys[0]}' does not fit this model",
-                               path=extra_file)
+    if extra_file.exists() or config.kind == "bottleneck" or (config.kind == "none"):
+        _load_extra(model, extra_file)
     model.eval()
     return model
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise RevtuneError(f"corrupt or truncated tensor file: {str(e).splitlines()[0] if str(e) else e}",
+                           path=path) from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _peft_load(model: nn.Module, folder: Path, weights: Path) -> nn.Module:
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict
+
+    saved = _load_tensors(weights)
+    try:
+        model = PeftModel.from_pretrained(model, str(folder))
+    except Exception as e:  # peft/transformers raise ValueError, TypeError, RuntimeError on a bad config
+        raise RevtuneError(f"cannot load the adapter: {_first_line(e)}", path=folder) from None
+    expected = get_peft_model_state_dict(model)
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    if missing or unexpected:
+        what = f"no saved tensor for {missing[0]}" if missing else f"tensor {unexpected[0]} fits no module"
+        raise RevtuneError(f"the adapter does not match the model ({what})", path=weights)
+    for name, tensor in saved.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape) or tensor.dtype != expected[name].dtype:
+            raise RevtuneError(f"tensor {name} is {tensor.dtype} {tuple(tensor.shape)}, the model needs "
+                               f"{expected[name].dtype} {tuple(expected[name].shape)}", path=weights)
+    return model
+
+
+def _load_extra(model: nn.Module, extra_file: Path) -> None:
+    if not extra_file.is_file():
+        raise RevtuneError("missing: the run directory is incomplete", path=extra_file)
+    saved = _load_tensors(extra_file)
+    own = dict(model.named_parameters())
+    for name, tensor in saved.items():
+        if name not in own:
+            raise RevtuneError(f"adapter tensor '{name}' does not fit this model", path=extra_file)
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise RevtuneError(f"tensor {name} has shape {tuple(tensor.shape)}, the model needs "
+                               f"{tuple(own[name].shape)}", path=extra_file)
+    wanted = {f"{name}.{sub}" for name, module in model.named_modules() if isinstance(module, ParallelBottleneck)
+              for sub, _ in module.named_parameters() if not sub.startswith("base.")}
+    missing = sorted(wanted - set(saved))
+    if missing:
+        raise RevtuneError(f"the adapter does not match the model (no saved tensor for {missing[0]})",
+                           path=extra_file)
+    model.load_state_dict(saved, strict=False)
 
 
 def trainable_table(layers: LayerMap) -> list[tuple[str, str, int]]:

@@ -1,10 +1,13 @@
 """``revtune``: a table from subcommand to the module that runs it; each module parses its own flags.
 
-User errors (:class:`RevtuneError`) print one line and exit with code 2; nothing else is caught.
+User errors (:class:`RevtuneError`) print one line and exit with code 2. SIGTERM is turned into an
+interrupt, like Ctrl-C, so that output being built is removed (and ``compare`` stops its child) instead
+of the process vanishing mid-write; it exits with 143, Ctrl-C with 130. Nothing else is caught.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from .commands import compare, demo, intention_tune, layer_card, predict, revise, score, train
@@ -31,17 +34,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that every cleanup on the way out runs."""
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command].run(args) or 0
     except RevtuneError as exc:
         print(f"revtune {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"revtune {args.command}: interrupted; no partial output was kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"revtune {args.command}: {how}; no partial output was kept", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:  # `revtune revise ... | head`: the reader left, nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

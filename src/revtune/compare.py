@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from .errors import RevtuneError, did_you_mean
-from .rundir import building, write_json, write_text
+from .rundir import atomic_path, building, write_json, write_text
 
 METRIC_COLUMNS = {"intent": ("macro_f1", "accuracy", "au_prc"),
                   "revise": ("sari", "gleu", "update_r", "copy_rate")}
@@ -86,7 +86,12 @@ def run_child(command: list[str], log: Path) -> str | None:
     src = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with log.open("w") as handle:
-        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        try:
+            code = child.wait()
+        except BaseException:  # SIGTERM/SIGINT of compare: the child stops too, and cleans up its output
+            stop_child(child)
+            raise
     if code == 0:
         return None
     text = log.read_text(errors="replace")
@@ -94,6 +99,18 @@ def run_child(command: list[str], log: Path) -> str | None:
     lines = [line.strip() for line in re.split(r"[\r\n]", text) if line.strip() and "%|" not in line]
     message = errors[-1] if errors else (lines[-1] if lines else "")
     return (message or f"exit code {code}")[:400]
+
+
+def stop_child(child: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM (the child removes its half-built run), then SIGKILL if it has not exited in ``grace`` s."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def steps_to_fraction(history: list[dict], key: str, fraction: float = 0.95) -> int | None:
@@ -247,7 +264,8 @@ def plot_compare(out: Path, rows: list[dict], task: str) -> None:
     axes[0].set_yticks(range(len(done)), names)
     axes[0].invert_yaxis()
     fig.tight_layout()
-    fig.savefig(out / "compare_metrics.png", dpi=100)
+    with atomic_path(out / "compare_metrics.png") as path:
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -260,7 +278,8 @@ def plot_compare(out: Path, rows: list[dict], task: str) -> None:
     if ax.lines:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "compare_loss.png", dpi=100)
+    with atomic_path(out / "compare_loss.png") as path:
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
     selected = [(row, read_selection(out / row["run"] / "selection.jsonl")) for row in done]
@@ -271,5 +290,6 @@ def plot_compare(out: Path, rows: list[dict], task: str) -> None:
             n_layers = json.loads((out / row["run"] / "metrics.json").read_text())["n_layers"]
             draw_heatmap(ax, records, n_layers, row["strategy"])
         fig.tight_layout()
-        fig.savefig(out / "compare_selection.png", dpi=100)
+        with atomic_path(out / "compare_selection.png") as path:
+            fig.savefig(path, dpi=100)
         plt.close(fig)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from .errors import RevtuneError, did_you_mean
+from .errors import RevtuneError, did_you_mean, shown
 from .presets import PRESETS, with_preset
 
 TASK_CHOICES = ("intent", "revise")
@@ -108,6 +108,9 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
+        from .config_values import check_values
+
+        check_values(self)
         checks = [
             (self.task in TASK_CHOICES, "task", f"expected one of {', '.join(TASK_CHOICES)}"),
             (self.prompt in PROMPTS, "prompt", f"expected one of {', '.join(PROMPTS)}"),
@@ -188,15 +191,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] 
 
 
 def load_yaml(path: str | Path) -> dict:
+    from .yamlsafe import load_yaml_file
+
     path = Path(path)
-    if not path.is_file():
-        raise RevtuneError("config file not found", path=path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RevtuneError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path,
-                           line=mark.line + 1 if mark else None) from None
+    data = load_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise RevtuneError("expected a mapping of config keys", path=path)
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -213,14 +211,20 @@ def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
     """preset < YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
     values = load_yaml(namespace.config) if getattr(namespace, "config", None) else {}
     source = getattr(namespace, "config", None)
-    values.update({k: v for k, v in vars(namespace).items()
-                   if k in {f.name for f in dataclasses.fields(RunConfig)}})
+    from_yaml = set(values)
+    flags = {k: v for k, v in vars(namespace).items() if k in {f.name for f in dataclasses.fields(RunConfig)}}
+    values.update(flags)
     values.update(overrides)
     values = with_preset(values)
     for f in dataclasses.fields(RunConfig):
         if f.name in values:
-            values[f.name] = _coerce(f, values[f.name], source)
-    return RunConfig(**values)
+            values[f.name] = _coerce(f, values[f.name], source if f.name not in flags else None)
+    try:
+        return RunConfig(**values)
+    except RevtuneError as e:
+        if e.path is None and e.field in from_yaml - set(flags) - set(overrides):
+            raise RevtuneError(e.message, path=source, field=e.field) from None
+        raise
 
 
 def _coerce(f: dataclasses.Field, value, source):
@@ -231,13 +235,26 @@ def _coerce(f: dataclasses.Field, value, source):
     try:
         if base is bool and not isinstance(value, bool):
             raise ValueError
-        if base in (int, float):
-            return base(value)
+        if base in (int, float, str) and isinstance(value, bool):
+            raise ValueError  # YAML's `max_steps: true` is not 1
+        if base is int:
+            number = float(value) if isinstance(value, (str, float)) else value
+            if not isinstance(number, (int, float)) or not math.isfinite(number) or number != int(number):
+                raise ValueError
+            return int(number)
+        if base is float:
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if base is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError
             return str(value)
         if base in (list, dict) and not isinstance(value, base):
             raise ValueError
-    except (TypeError, ValueError):
-        raise RevtuneError(f"expected {getattr(base, '__name__', base)}, got {value!r}", path=source,
-                           field=f.name) from None
+    except (TypeError, ValueError, OverflowError):
+        kind = {int: "int (a whole number)", float: "float (a finite number)", str: "str (text)",
+                bool: "bool (true or false)", list: "list", dict: "dict (a mapping)"}.get(base, base)
+        raise RevtuneError(f"expected {kind}, got {shown(value)}", path=source, field=f.name) from None
     return value

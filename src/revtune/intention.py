@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .errors import RevtuneError, did_you_mean
-from .rundir import building, read_run, write_json
+from .rundir import atomic_path, building, read_run, write_json
 from .selection.base import NoSignal, Strategy
 from .selection.frequency import FrequencyRule, generation_layers, read_frequency
 
@@ -269,7 +269,8 @@ def plot_steps(out: Path, n_layers: int, with_alignment: bool) -> None:
     for ax, (name, title) in zip(axes[0], panels):
         draw_heatmap(ax, read_selection(out / name / "selection.jsonl"), n_layers, title)
     fig.tight_layout()
-    fig.savefig(out / "selection.png", dpi=100)
+    with atomic_path(out / "selection.png") as path:
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

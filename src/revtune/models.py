@@ -160,8 +160,13 @@ def _model_class(task: str, multi_label: bool):
 
 
 def load_model(spec: str, task: str, labels: list[str] | None = None, multi_label: bool = False,
-               dtype: torch.dtype = torch.float32, seed: int = 0, tiny_layers: int = 8) -> LoadedModel:
-    """Load ``spec`` with the head ``task`` needs: a sequence classifier over ``labels`` or a causal LM."""
+               dtype: torch.dtype = torch.float32, seed: int = 0, tiny_layers: int = 8,
+               local_only: bool = False) -> LoadedModel:
+    """Load ``spec`` with the head ``task`` needs: a sequence classifier over ``labels`` or a causal LM.
+
+    ``local_only``: a hub id is read from the local cache only, never downloaded (a run directory's
+    config names its model; using a finished run must not reach the network).
+    """
     cls = _model_class(task, multi_label)
     label_kwargs = {}
     if task == "intent":
@@ -182,18 +187,26 @@ def load_model(spec: str, task: str, labels: list[str] | None = None, multi_labe
         print(f"revtune: model 'tiny' is a random-weight Llama with {tiny_layers} layers, for tests only",
               flush=True)
         return LoadedModel(model, tokenizer, spec, "in-process random weights")
-    return load_pretrained(_resolve_source(spec), spec, cls, label_kwargs, dtype)
+    return load_pretrained(_resolve_source(spec), spec, cls, label_kwargs, dtype, local_only)
 
 
-def load_pretrained(source: str, spec: str, cls, label_kwargs: dict, dtype) -> LoadedModel:
+def load_pretrained(source: str, spec: str, cls, label_kwargs: dict, dtype,
+                    local_only: bool = False) -> LoadedModel:
+    """Weights from safetensors only (never a pickled ``.bin``) and never remote code."""
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    safe = dict(trust_remote_code=False, local_files_only=local_only)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised score weights" is expected for a new head
     try:
-        model = cls.from_pretrained(source, dtype=dtype, **label_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **safe)
+        model = cls.from_pretrained(source, dtype=dtype, use_safetensors=True, **safe, **label_kwargs)
+    except Exception as e:  # a bad model directory or hub id: OSError, ValueError, tokenizers' errors...
+        hub = not Path(source).exists()
+        hint = " (not in the local cache; only training with --model downloads)" if hub and local_only else ""
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RevtuneError(f"cannot load model '{spec}'{hint}: {first}", field="model") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     return LoadedModel(model, tokenizer, spec, source)

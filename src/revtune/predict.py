@@ -10,7 +10,8 @@ import torch
 from .adapters import load_adapter
 from .corpora.record import Revision
 from .corpora.tabular import read_rows, text
-from .errors import RevtuneError
+from .config_values import check_number
+from .errors import RevtuneError, shown
 from .models import load_model, prepare_tokenizer
 from .prompts import intent_prompt, tokenize_inputs
 from .rundir import read_run
@@ -21,20 +22,87 @@ PAIR_FIELDS = (("before", "after"), ("before_sent", "after_sent"), ("old_sentenc
 
 
 def load_run_model(run: str | Path, expected_task: str, device: str = "auto"):
-    """(model, tokenizer, config) of a run, with its adapter and head loaded, in eval mode."""
-    from transformers import AutoTokenizer
+    """(model, tokenizer, config) of a run, with its adapter and head loaded, in eval mode.
 
+    A run directory may come from someone else, so everything in it is checked before use: the config's
+    values as a run config would check them, the model it names read from where it says and never
+    downloaded (a hub id is taken from the local cache only), the layer count the run was trained with,
+    the adapter kind, every adapter tensor present and of the right shape, the tokenizer's vocabulary
+    within the model's. Any mismatch or corrupt file is one line naming the file.
+    """
     run, config = read_run(run)
     if config.get("task") != expected_task:
         raise RevtuneError(f"this run was trained for task '{config.get('task')}', not '{expected_task}'",
                            path=run, field="task")
-    dtype = resolve_dtype(config.get("dtype", "float32"))
-    loaded = load_model(config["model"], config["task"], config.get("labels"), config.get("multi_label", False),
-                        dtype, config.get("seed", 0), config.get("tiny_layers", 8))
-    tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
+    checked = check_run_config(config, run / "config.json")
+    labels = config.get("labels")
+    if expected_task == "intent" and not (isinstance(labels, list) and labels and len(set(labels)) == len(labels)
+                                          and all(isinstance(x, str) and x for x in labels)):
+        raise RevtuneError(f"expected a list of distinct label names, got {shown(labels)}",
+                           path=run / "config.json", field="labels")
+    if not isinstance(config.get("multi_label", False), bool):
+        raise RevtuneError("expected true or false", path=run / "config.json", field="multi_label")
+    try:
+        check_number("decision_threshold", config.get("decision_threshold", 0.5), 0, 1, False, False)
+    except RevtuneError as e:
+        raise RevtuneError(e.message, path=run / "config.json", field=e.field) from None
+    loaded = load_model(checked.model, checked.task, labels, config.get("multi_label", False),
+                        resolve_dtype(checked.dtype), checked.seed, checked.tiny_layers, local_only=True)
+    _check_layers(loaded.model, config, run)
+    tokenizer = _run_tokenizer(run / "tokenizer", loaded.model)
     prepare_tokenizer(tokenizer, loaded.model, pad_token_id=config.get("pad_token_id"))
-    model = load_adapter(loaded.model, run / "adapter", config["task"])
+    model = load_adapter(loaded.model, run / "adapter", config["task"], expected_kind=config.get("adapter"))
     return model.to(resolve_device(device)), tokenizer, config
+
+
+def check_run_config(config: dict, path: Path):
+    """The run-config fields of a run's ``config.json``, through every check a new run makes."""
+    import dataclasses
+
+    from .config import RunConfig, _coerce
+
+    values = {}
+    try:
+        for f in dataclasses.fields(RunConfig):
+            if f.name in config:
+                values[f.name] = _coerce(f, config[f.name], path)
+        return RunConfig(**values)
+    except RevtuneError as e:
+        raise RevtuneError(e.message, path=path, field=e.field) from None
+    except TypeError as e:
+        raise RevtuneError(f"not a run config: {e}", path=path) from None
+
+
+def _check_layers(model, config: dict, run: Path) -> None:
+    """The base model must have as many blocks as the run trained (a changed ``tiny_layers`` or model
+    would otherwise load part of the adapter and predict with a different model)."""
+    from .jsonsafe import read_json_file
+    from .models import decoder_blocks
+
+    expected = config.get("n_layers")
+    if expected is None and (run / "metrics.json").is_file():
+        expected = read_json_file(run / "metrics.json").get("n_layers")
+    found = len(decoder_blocks(model))
+    if expected is not None and expected != found:
+        raise RevtuneError(f"the run was trained on {shown(expected)} layers but its model now has {found}: "
+                           "config.json was changed", path=run / "config.json", field="model")
+
+
+def _run_tokenizer(folder: Path, model):
+    from transformers import AutoTokenizer
+
+    if not folder.is_dir():
+        raise RevtuneError("missing: the run directory is incomplete", path=folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # tokenizers raises plain Exception on a corrupt tokenizer.json
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RevtuneError(f"cannot load the tokenizer: {first}", path=folder) from None
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise RevtuneError(f"the tokenizer has {len(tokenizer)} tokens but the model only {vocab} "
+                           "embeddings", path=folder)
+    return tokenizer
 
 
 def read_pairs(path: str | Path) -> list[Revision]:
@@ -56,16 +124,28 @@ def predict_intents(model, tokenizer, config: dict, records: list[Revision], bat
     threshold = config.get("decision_threshold", 0.5)
     prompt = partial(intent_prompt, labels=labels, style=config.get("prompt", "instruction"))
     device = next(model.parameters()).device
+    limit = config.get("max_length", 256)
     rows = []
     with torch.no_grad():
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
-            batch = tokenize_inputs(tokenizer, [prompt(r) for r in chunk], padding=True, truncation=True,
+            batch = tokenize_inputs(tokenizer, [prompt(_cut(r, limit)) for r in chunk], padding=True, truncation=True,
                                     max_length=config.get("max_length", 256), return_tensors="pt").to(device)
             logits = model(**batch).logits.float().cpu().numpy()
             for record, row_logits in zip(chunk, logits):
                 rows.append(_prediction(record, row_logits, labels, multi, threshold))
     return rows
+
+
+def _cut(record: Revision, max_length: int) -> Revision:
+    """Texts longer than any ``max_length`` tokens can be, cut before tokenising (which truncates them
+    anyway) so that a huge line costs no more than a long one."""
+    from dataclasses import replace
+
+    limit = 64 * max_length
+    if len(record.before) <= limit and len(record.after) <= limit:
+        return record
+    return replace(record, before=record.before[:limit], after=record.after[:limit])
 
 
 def _prediction(record: Revision, logits: np.ndarray, labels, multi: bool, threshold: float) -> dict:

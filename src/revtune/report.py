@@ -1,10 +1,12 @@
 """Plots of a run: which layers trained at which step, and the loss curve."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from .jsonsafe import parse_json, read_json_file
+from .rundir import atomic_path
 
 
 def _pyplot():
@@ -20,7 +22,8 @@ def read_selection(path: Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [parse_json(line, path, number) for number, line in enumerate(path.read_text().splitlines(), 1)
+            if line.strip()]
 
 
 def selection_matrix(records: list[dict], n_layers: int) -> np.ndarray:
@@ -43,13 +46,14 @@ def plot_run(run: Path) -> None:
     """selection.png (layers x steps) and loss.png in the run directory."""
     run = Path(run)
     plt = _pyplot()
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = read_json_file(run / "metrics.json")
     records = read_selection(run / "selection.jsonl")
     if records:
         fig, ax = plt.subplots(figsize=(8, 4))
         draw_heatmap(ax, records, metrics["n_layers"], f"layers trained per step ({metrics['strategy']})")
         fig.tight_layout()
-        fig.savefig(run / "selection.png", dpi=100)
+        with atomic_path(run / "selection.png") as path:
+            fig.savefig(path, dpi=100)
         plt.close(fig)
     losses = metrics.get("train_loss") or []
     if losses:
@@ -59,5 +63,6 @@ def plot_run(run: Path) -> None:
         ax.set_ylabel("loss")
         ax.set_title(f"training loss ({metrics['strategy']})", fontsize=9)
         fig.tight_layout()
-        fig.savefig(run / "loss.png", dpi=100)
+        with atomic_path(run / "loss.png") as path:
+            fig.savefig(path, dpi=100)
         plt.close(fig)

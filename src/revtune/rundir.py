@@ -1,40 +1,115 @@
-"""Run directories, built under a temporary name and renamed into place only when complete.
+"""Output directories and files: built aside, checked twice, renamed into place only when complete.
 
-A failed or interrupted run therefore never leaves a half-written directory where a user (or
-``predict``/``compare``) would read it.
+A failed or interrupted run never leaves a half-written directory where a user (or ``predict`` /
+``compare``) would read it, and never deletes what it did not write:
+
+- ``--overwrite`` replaces only a revtune output (a run, intention-tune, compare or card directory,
+  recognised by its files); anything else, and the current directory or one holding it, is refused.
+- The output is checked again at the final rename, so a directory someone created meanwhile is never
+  replaced without ``--overwrite`` (the finished result is then kept beside it, and the error says where).
+- A building directory carries its owner's pid and host; one whose owner is dead (SIGKILL, power loss)
+  is removed by the next run into the same place.
+- Directories and files get the permissions the user's umask allows (``mkdtemp``/``mkstemp`` alone give
+  0700/0600), and a full or read-only disk is one line, not a traceback.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import RevtuneError
 
+# A revtune output holds one of these pairs, and no top-level file outside OUTPUT_FILES.
+OUTPUT_KINDS = (("config.json", "metrics.json"), ("intention.json", "metrics.json"),
+                ("compare.json", "compare.md"), ("card.json", "card.md"))
+OUTPUT_FILES = frozenset({"config.json", "metrics.json", "selection.jsonl", "trainable.txt", "selection.png",
+                          "loss.png", "predictions.jsonl", "intention.json", "compare.json", "compare.md",
+                          "config.yaml", "compare_metrics.png", "compare_loss.png", "compare_selection.png",
+                          "card.json", "card.md", "card.png"})
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
+_HOST = re.sub(r"[^A-Za-z0-9.]", "", socket.gethostname())[:40] or "host"
 
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never a prefix."""
+
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def disk_error(exc: OSError, path) -> RevtuneError:
+    return RevtuneError(f"cannot write: {exc.strerror or exc}", path=path)
+
+
+# --- files --------------------------------------------------------------------------------------------
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write atomically: a reader sees the old file or the new one, never a prefix; no temporary file
+    survives a failure; the file gets the umask's permissions."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=_jsonable)
-        handle.write("\n")
-    os.replace(tmp, path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise disk_error(exc, path) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, IsADirectoryError):
+            raise RevtuneError("is a directory; give a file name", path=path, field="out") from None
+        if isinstance(exc, OSError):
+            raise disk_error(exc, path) from None
+        raise
 
 
 def write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_bytes(path, text.encode("utf-8", "surrogatepass"))
+
+
+def write_json(path: Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
 
 
 def write_jsonl(path: Path, rows) -> None:
     write_text(path, "".join(json.dumps(row, default=_jsonable) + "\n" for row in rows))
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """A temporary sibling for a library that writes by file name (``savefig``), moved onto ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise disk_error(exc, path) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _jsonable(value):
@@ -47,11 +122,37 @@ def _jsonable(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def check_output(out: str | Path, overwrite: bool) -> Path:
-    """Fail early, before any training, if the run directory cannot be created."""
+def check_output_file(out: str | Path) -> Path:
+    """An output file (predictions, revisions, scores): not a directory, its parent writable."""
     out = Path(out)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise RevtuneError("output exists; pass --overwrite to replace it", path=out, field="out")
+    if out.is_dir():
+        raise RevtuneError("is a directory; give a file name", path=out, field="out")
+    _check_parent(out)
+    return out
+
+
+# --- directories --------------------------------------------------------------------------------------
+
+def is_revtune_output(folder: Path) -> bool:
+    """Whether ``folder`` looks like something revtune wrote (and so ``--overwrite`` may replace)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return False
+    names = {entry.name for entry in entries}
+    files = {entry.name for entry in entries if not entry.is_dir()}
+    return any(set(kind) <= names for kind in OUTPUT_KINDS) and files <= OUTPUT_FILES
+
+
+def _holds_cwd(out: Path) -> bool:
+    try:
+        target, here = out.resolve(), Path.cwd().resolve()
+    except OSError:
+        return False
+    return target == here or target in here.parents
+
+
+def _check_parent(out: Path) -> Path:
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -60,37 +161,113 @@ def check_output(out: str | Path, overwrite: bool) -> Path:
                            field="out") from None
     if not os.access(parent, os.W_OK):
         raise RevtuneError("output directory is not writable", path=parent, field="out")
+    return parent
+
+
+def check_output(out: str | Path, overwrite: bool) -> Path:
+    """Fail early, before any training, if the output directory cannot be created or replaced."""
+    out = Path(out)
+    if _holds_cwd(out) or out.name in ("", ".", ".."):
+        raise RevtuneError("is the current directory or holds it; give a new directory name", path=out,
+                           field="out")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise RevtuneError("exists and is not a directory; revtune replaces only its own output "
+                           "directories", path=out, field="out")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RevtuneError("output exists; pass --overwrite to replace it", path=out, field="out")
+        if not is_revtune_output(out):
+            raise RevtuneError("is not a revtune output directory; --overwrite replaces only those, so "
+                               "nothing was deleted", path=out, field="out")
+    _check_parent(out)
     return out
+
+
+def _owner_alive(name: str) -> bool:
+    match = re.search(r"\.(?:building|old)-(\d+)@([A-Za-z0-9.]+)-", name + "-")
+    if match is None or match.group(2) != _HOST:
+        return True  # not ours to judge: another host's, or an older revtune's
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale(out: Path) -> None:
+    """Building (and half-swapped) directories of ``out`` left by a process that no longer exists."""
+    parent = out.parent if str(out.parent) else Path(".")
+    prefix = f".{out.name}."
+    try:
+        entries = [p for p in parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for entry in entries:
+        rest = entry.name[len(prefix):]
+        if rest.startswith(("building-", "old-")) and entry.is_dir() and not entry.is_symlink() \
+                and not _owner_alive(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 @contextmanager
 def building(out: str | Path, overwrite: bool = False):
     """Yield a temporary sibling of ``out``; on success move it to ``out``, on failure delete it."""
     out = check_output(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    remove_stale(out)
+    owner = f"{os.getpid()}@{_HOST}"
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-{owner}-"))
+        os.chmod(tmp, 0o777 & ~umask())
+    except OSError as exc:
+        raise disk_error(exc, out.parent) from None
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            raise disk_error(exc, out) from None
         raise
+    _install(tmp, out, overwrite, owner)
+
+
+def _install(tmp: Path, out: Path, overwrite: bool, owner: str) -> None:
+    """The final rename, after checking ``out`` again: it may have appeared while ``tmp`` was built."""
+    try:
+        check_output(out, overwrite)
+    except RevtuneError as exc:
+        raise _keep(tmp, out, exc.message) from None
     if out.exists():
-        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+        trash = out.with_name(f".{out.name}.old-{owner}")
         os.replace(out, trash)
         os.replace(tmp, out)
         shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+        return
+    try:
+        os.rename(tmp, out)  # refuses (ENOTEMPTY, ENOTDIR) anything created since the check
+    except OSError as exc:
+        raise _keep(tmp, out, f"appeared while building ({exc.strerror})") from None
+
+
+def _keep(tmp: Path, out: Path, reason: str) -> RevtuneError:
+    kept = out.with_name(f"{out.name}.new-{os.getpid()}")
+    try:
+        os.rename(tmp, kept)
+    except OSError:
+        kept = tmp
+    return RevtuneError(f"{reason}; it was left untouched and this result is in {kept}", path=out,
+                        field="out")
 
 
 def read_run(run: str | Path) -> tuple[Path, dict]:
     """A finished run directory and its resolved config; clear errors for anything else."""
+    from .jsonsafe import read_json_file
+
     run = Path(run)
     config_path = run / "config.json"
     if not run.is_dir():
         raise RevtuneError("run directory not found", path=run, field="run")
     if not config_path.is_file():
         raise RevtuneError("not a revtune run directory (no config.json)", path=run, field="run")
-    try:
-        return run, json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RevtuneError(f"invalid JSON: {exc.msg}", path=config_path, line=exc.lineno) from None
+    return run, read_json_file(config_path)

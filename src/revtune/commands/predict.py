@@ -3,10 +3,12 @@ HELP = "predict the intentions of (before, after) pairs with a trained run (neve
 
 
 def add_arguments(parser):
+    from ..cli_types import positive_int
+
     parser.add_argument("--run", required=True, help="run directory written by revtune train")
     parser.add_argument("--input", required=True, help="JSONL/CSV with before and after fields")
     parser.add_argument("--out", required=True, help="JSONL file to write")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--device", default="auto")
 
 
@@ -14,11 +16,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..predict import load_run_model, predict_intents, read_pairs
-    from ..rundir import check_output, write_jsonl
+    from ..rundir import check_output_file, write_jsonl
 
     records = read_pairs(args.input)
     out = Path(args.out)
-    check_output(out, overwrite=True)
+    check_output_file(out)
     model, tokenizer, config = load_run_model(args.run, "intent", args.device)
     rows = predict_intents(model, tokenizer, config, records, args.batch_size)
     write_jsonl(out, rows)

@@ -3,6 +3,7 @@ HELP = "revise texts for one or more intentions with a trained revise or intenti
 
 
 def add_arguments(parser):
+    from ..cli_types import positive_int
     from ..config import DECODINGS
 
     parser.add_argument("--run", required=True, help="intention-tune output or a revise run directory")
@@ -11,8 +12,8 @@ def add_arguments(parser):
     parser.add_argument("--out", help="JSONL to write ({text: revision, source, intents}); default: print "
                                       "one revised text per line")
     parser.add_argument("--decoding", choices=DECODINGS, help="override the run's decoding")
-    parser.add_argument("--num-beams", type=int, help="beams when decoding is beam")
-    parser.add_argument("--batch-size", type=int, default=16, help="texts generated together")
+    parser.add_argument("--num-beams", type=positive_int, help="beams when decoding is beam")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="texts generated together")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
 
@@ -25,7 +26,7 @@ def run(args) -> int:
     from ..errors import RevtuneError
     from ..intention import generator_run
     from ..predict import load_run_model
-    from ..rundir import check_output, read_run, write_jsonl
+    from ..rundir import check_output_file, read_run, write_jsonl
     from ..training.revise import Decoding, revise_texts
 
     sources = read_sources(args.input)
@@ -36,7 +37,7 @@ def run(args) -> int:
                            path=run_dir, field="task")
     intents = parse_intents(args.intent, config.get("labels") or [])
     if args.out:
-        check_output(Path(args.out), overwrite=True)
+        check_output_file(Path(args.out))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the revisions
         model, tokenizer, config = load_run_model(run_dir, "revise", args.device)
@@ -82,7 +83,13 @@ def read_sources(path) -> list[str]:
     else:
         if sys.stdin.isatty():
             raise RevtuneError("no input: give --input FILE or pipe text on stdin", field="input")
-        lines = sys.stdin.read().splitlines()
+        data = sys.stdin.buffer.read()
+        try:
+            lines = data.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as e:
+            column = e.start - data.rfind(b"\n", 0, e.start)
+            raise RevtuneError(f"not UTF-8 text (byte {column} of the line)", path="<stdin>",
+                               line=data[:e.start].count(b"\n") + 1) from None
         while lines and not lines[-1].strip():
             lines.pop()
         name = "text"

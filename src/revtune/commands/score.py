@@ -10,6 +10,7 @@ def add_arguments(parser):
     parser.add_argument("--ref", required=True,
                         help="JSONL, one {\"references\": [...]} or {\"text\": reference} per line")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--out", help="also write the scores as JSON to this file (atomically)")
     parser.add_argument("--per-item", action="store_true", help="also give every item's scores")
     parser.add_argument("--sari-variant", choices=VARIANTS, default="iterater",
                         help="how SARI counts empty ratios: iterater (0/0 = 0, default), hf (0/0 = 1), "
@@ -20,9 +21,14 @@ def run(args) -> int:
     import json
 
     from ..metrics.generation import read_score_files, score_generation
+    from ..rundir import check_output_file, write_json
 
+    if args.out:
+        check_output_file(args.out)
     sources, predictions, references = read_score_files(args.src, args.pred, args.ref)
     scores = score_generation(sources, predictions, references, args.sari_variant, per_item=args.per_item)
+    if args.out:
+        write_json(args.out, scores)
     if args.json:
         print(json.dumps(scores, indent=2))
         return 0

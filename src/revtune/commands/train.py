@@ -10,7 +10,9 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from ..config import config_from_args
+
+    config = config_from_args(args)  # bad values fail here, before torch is imported
     from ..training.run import train_run
 
-    train_run(config_from_args(args))
+    train_run(config)
     return 0

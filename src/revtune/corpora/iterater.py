@@ -13,8 +13,8 @@ from __future__ import annotations
 from os import PathLike
 
 from revtune.corpora.record import Revision
-from revtune.corpora.tabular import Row, field, make_revision, read_rows, text
-from revtune.errors import RevtuneError, did_you_mean
+from revtune.corpora.tabular import Row, check_unicode, field, make_revision, read_rows, text
+from revtune.errors import RevtuneError, did_you_mean, shown
 
 INTENTS = ("clarity", "fluency", "coherence", "style", "meaning-changed")  # index = label id
 DROPPED = "others"
@@ -23,7 +23,7 @@ _ALIASES = {"other": DROPPED, "meaning-change": "meaning-changed"}
 
 def intent_name(value, row: Row, name: str, path: str) -> str | None:
     """The canonical intent for a label or id (case, '_' and spaces forgiven); None for ``others``."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) < 10:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if 0 <= value < len(INTENTS):
@@ -31,7 +31,7 @@ def intent_name(value, row: Row, name: str, path: str) -> str | None:
         ids = ", ".join(f"{i} {label}" for i, label in enumerate(INTENTS))
         raise RevtuneError(f"unknown label id {value}; valid: {ids}", path=path, line=row[0], field=name)
     if not isinstance(value, str):
-        raise RevtuneError(f"expected an intent name or id, got {type(value).__name__} {value!r}",
+        raise RevtuneError(f"expected an intent name or id, got {type(value).__name__} {shown(value)}",
                            path=path, line=row[0], field=name)
     key = "-".join(value.strip().lower().replace("_", " ").split())
     key = _ALIASES.get(key, key)
@@ -58,6 +58,12 @@ def _edits(row: Row, path: str) -> list[dict]:
     """The edit list; the hub's columnar shape (a dict of lists) becomes a list of dicts."""
     edits = field(row, "edit_actions", path)
     if isinstance(edits, dict):
+        lengths = {key: len(values) if isinstance(values, list) else None for key, values in edits.items()}
+        if None in lengths.values() or len(set(lengths.values())) > 1:
+            raise RevtuneError("a dict of edit lists needs lists of one length, got "
+                               + ", ".join(f"{key}: {'not a list' if n is None else n}"
+                                           for key, n in list(lengths.items())[:6]),
+                               path=path, line=row[0], field="edit_actions")
         edits = [dict(zip(edits, values)) for values in zip(*edits.values())]
     if not isinstance(edits, list):
         raise RevtuneError(f"expected a list of edits, got {type(edits).__name__}", path=path,

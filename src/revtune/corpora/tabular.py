@@ -16,7 +16,8 @@ from os import PathLike
 from pathlib import Path
 
 from revtune.corpora.record import Revision
-from revtune.errors import RevtuneError, did_you_mean
+from revtune.errors import RevtuneError, did_you_mean, shown
+from revtune.jsonsafe import parse_json
 
 Row = tuple[int, dict]
 
@@ -25,6 +26,10 @@ DELIMITERS = {".csv": ",", ".tsv": "\t"}
 COLUMN_KEYS = ("before", "after", "intents", "context", "doc_id")
 REQUIRED_KEYS = ("before", "after", "intents")
 INTENT_COLUMNS = ("intents", "intent", "labels", "label")  # default intents column: the first present
+# A spreadsheet is a zip archive; these bound what opening one may unpack (a zip bomb is refused unread).
+MAX_XLSX_UNPACKED = 256 * 2**20
+MAX_XLSX_RATIO = 200
+MAX_XLSX_MEMBERS = 10_000
 
 
 # --- rows -------------------------------------------------------------------------------------------
@@ -55,11 +60,7 @@ def _jsonl_rows(path: Path) -> list[Row]:
             for line, text in enumerate(f, start=1):
                 if not text.strip():
                     continue
-                try:
-                    cells = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise RevtuneError(f"malformed JSON at column {e.colno}: {e.msg} "
-                                       "(expected one JSON object per line)", path=path, line=line) from None
+                cells = parse_json(text, path, line)
                 if not isinstance(cells, dict):
                     raise RevtuneError(f"expected a JSON object, got {type(cells).__name__}",
                                        path=path, line=line)
@@ -114,17 +115,53 @@ def _delimited_rows(path: Path, delimiter: str) -> list[Row]:
     return rows
 
 
-def _xlsx_rows(path: Path) -> list[Row]:
-    """The first worksheet; row numbers are the spreadsheet's own (the header is usually row 1)."""
-    import openpyxl
+def check_zip(path: Path) -> None:
+    """Refuse, before unpacking anything, an archive that is not a zip or would unpack too much."""
+    import zipfile
 
     try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise RevtuneError(f"cannot read the spreadsheet: not an xlsx (zip) file ({e})", path=path) from None
+    unpacked = sum(member.file_size for member in members)
+    packed = sum(member.compress_size for member in members)
+    if len(members) > MAX_XLSX_MEMBERS or unpacked > MAX_XLSX_UNPACKED or unpacked > MAX_XLSX_RATIO * max(
+            packed, 2**16):
+        raise RevtuneError(f"refused: the spreadsheet would unpack {len(members)} parts into {unpacked:,} "
+                           f"bytes from {packed:,} (limits: {MAX_XLSX_UNPACKED:,} bytes, ratio "
+                           f"{MAX_XLSX_RATIO})", path=path)
+
+
+def _is_formula(value) -> bool:
+    return (isinstance(value, str) and value.startswith("=")) or type(value).__name__ == "ArrayFormula"
+
+
+def _xlsx_rows(path: Path) -> list[Row]:
+    """The first worksheet; row numbers are the spreadsheet's own (the header is usually row 1).
+
+    A formula cell is read as the value the spreadsheet program last computed and saved with it; a
+    formula saved without one (files written by scripts) is refused, never read as empty.
+    """
+    import openpyxl
+    from openpyxl.utils import get_column_letter
+
+    check_zip(path)
+    try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        formulas = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except Exception as e:  # openpyxl raises zipfile, KeyError, InvalidFileException... on bad input
         raise RevtuneError(f"cannot read the spreadsheet: {e}", path=path) from None
     try:
         rows, header = [], None
-        for number, values in enumerate(book.worksheets[0].iter_rows(min_row=1, values_only=True), 1):
+        pairs = zip(book.worksheets[0].iter_rows(min_row=1, values_only=True),
+                    formulas.worksheets[0].iter_rows(min_row=1, values_only=True))
+        for number, (values, written) in enumerate(pairs, 1):
+            for column, (value, formula) in enumerate(zip(values, written), 1):
+                if value is None and _is_formula(formula):
+                    raise RevtuneError("a formula with no saved value: open and save the file in a "
+                                       "spreadsheet program, or paste the values", path=path, line=number,
+                                       field=f"cell {get_column_letter(column)}{number}")
             cells = [value if value is None or isinstance(value, str) else str(value) for value in values]
             if header is None:
                 if any(cell is not None for cell in cells):
@@ -134,8 +171,13 @@ def _xlsx_rows(path: Path) -> list[Row]:
             if row is not None:
                 rows.append(row)
         return rows
+    except RevtuneError:
+        raise
+    except Exception as e:  # a part that passed the zip check but not openpyxl's parser
+        raise RevtuneError(f"cannot read the spreadsheet: {e}", path=path) from None
     finally:
         book.close()
+        formulas.close()
 
 
 # --- field checks shared by the readers -----------------------------------------------------------
@@ -157,9 +199,20 @@ def text(row: Row, name: str, path: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise RevtuneError(f"expected text, got {type(value).__name__} {value!r}", path=path, line=row[0],
-                           field=name)
+        raise RevtuneError(f"expected text, got {type(value).__name__} {shown(value)}", path=path,
+                           line=row[0], field=name)
+    check_unicode(value, path, row[0], name)
     return value if value.strip() else ""
+
+
+def check_unicode(value: str, path, line, name: str) -> str:
+    """Text a tokenizer can encode: JSON's ``"\\ud800"`` decodes to a lone surrogate, which cannot."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RevtuneError(f"holds an unpaired surrogate {value[e.start]!r} at character {e.start + 1} "
+                           "(not valid Unicode text)", path=path, line=line, field=name) from None
+    return value
 
 
 def make_revision(row: Row, path: str, names: tuple[str, str], before: str, after: str,
@@ -168,6 +221,11 @@ def make_revision(row: Row, path: str, names: tuple[str, str], before: str, afte
     if not before and not after:
         raise RevtuneError(f"empty, and so is '{names[1]}': a revision needs at least one text",
                            path=path, line=row[0], field=names[0])
+    if doc_id is not None and (isinstance(doc_id, bool) or not isinstance(doc_id, (str, int))):
+        raise RevtuneError(f"expected text or a whole number, got {type(doc_id).__name__} {shown(doc_id)}",
+                           path=path, line=row[0], field="doc_id")
+    if isinstance(doc_id, str):
+        check_unicode(doc_id, path, row[0], "doc_id")
     return Revision(before, after, intents, context=context,
                     doc_id=None if doc_id is None else str(doc_id), source=f"{path}:{row[0]}")
 
@@ -204,6 +262,8 @@ def intents_of(row: Row, column: str, path: str, label_sep: str | None) -> tuple
             value = json.loads(value)
         except json.JSONDecodeError as e:
             raise bad(f"looks like a JSON list but is malformed: {e.msg}") from None
+        except RecursionError:
+            raise bad("looks like a JSON list but is nested too deeply") from None
     if value is None:
         items = []
     elif isinstance(value, str):
@@ -217,8 +277,8 @@ def intents_of(row: Row, column: str, path: str, label_sep: str | None) -> tuple
     names = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (str, int)):
-            raise bad(f"expected label names, got {type(item).__name__} {item!r}")
-        name = str(item).strip()
+            raise bad(f"expected label names, got {type(item).__name__} {shown(item)}")
+        name = check_unicode(str(item).strip(), path, row[0], column)
         if name and name not in names:
             names.append(name)
     if not names:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RevtuneError
-from ..rundir import write_json, write_text
+from ..rundir import atomic_path, write_json, write_text
 
 SCHEMA = "revtune-layer-card"
 VERSION = 1
@@ -67,6 +67,8 @@ def read_card(path: str | Path) -> Card:
         data = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise RevtuneError(f"not a layer card: invalid JSON ({exc.msg})", path=file, line=exc.lineno) from None
+    except RecursionError:
+        raise RevtuneError("not a layer card: JSON nested too deeply", path=file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RevtuneError(f"cannot read the layer card: {exc}", path=file) from None
     validate(data, file)
@@ -215,7 +217,8 @@ def plot_card(path: Path, data: dict) -> None:
     fig.colorbar(image, ax=axes[1, 2], fraction=0.046)
     fig.suptitle(f"layer card: {data['model']['spec']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 

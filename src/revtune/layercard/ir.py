@@ -17,7 +17,7 @@ def ir_layers(run_dir) -> tuple[list[int], list[int]]:
     metrics_path = run / "metrics.json"
     try:
         frequency = json.loads(metrics_path.read_text())["importance_frequency"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, RecursionError, UnicodeDecodeError):
         raise RevtuneError("no importance_frequency in the run's metrics.json", path=metrics_path) from None
     return variance_split(frequency), list(frequency)
 

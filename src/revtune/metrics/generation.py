@@ -6,10 +6,11 @@ of strings) or a single ``text``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from revtune.corpora.tabular import check_unicode
 from revtune.errors import RevtuneError
+from revtune.jsonsafe import parse_json
 from revtune.metrics.gleu import corpus_gleu, sentence_gleu
 from revtune.metrics.sari import corpus_sari, sari_sentence
 from revtune.metrics.update_rouge import update_rouge
@@ -61,17 +62,17 @@ def _rows(path) -> list[tuple[int, dict]]:
         raise RevtuneError("file not found", path=path) from None
     except UnicodeDecodeError as err:
         raise RevtuneError(f"not UTF-8 text ({err.reason} at byte {err.start})", path=path) from None
+    except IsADirectoryError:
+        raise RevtuneError("is a directory, expected a JSONL file", path=path) from None
+    except OSError as err:
+        raise RevtuneError(f"cannot read: {err.strerror}", path=path) from None
     while lines and not lines[-1].strip():
         lines.pop()
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             raise RevtuneError("empty line; every line must hold one JSON object", path=path, line=number)
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RevtuneError(f"not valid JSON ({err.msg}, column {err.colno})", path=path,
-                               line=number) from None
+        row = parse_json(line, path, number)
         if not isinstance(row, dict):
             raise RevtuneError(f"expected a JSON object, got {type(row).__name__}", path=path, line=number)
         rows.append((number, row))
@@ -84,7 +85,7 @@ def _text(row: dict, path, line: int) -> str:
     if not isinstance(row["text"], str):
         raise RevtuneError(f"expected a string, got {type(row['text']).__name__}", path=path, line=line,
                            field="text")
-    return row["text"]
+    return check_unicode(row["text"], path, line, "text")
 
 
 def _references(row: dict, path, line: int) -> list[str]:
@@ -102,6 +103,7 @@ def _references(row: dict, path, line: int) -> list[str]:
         if not isinstance(ref, str):
             raise RevtuneError(f"item {i} is {type(ref).__name__}, expected a string", path=path,
                                line=line, field="references")
+        check_unicode(ref, path, line, "references")
     return refs
 
 

@@ -9,6 +9,11 @@ and equals ROUGE-L over the additions. Joining with newlines would turn it into 
 that forgives reordered additions, but then ``update_r`` would no longer be comparable with the
 published numbers, which is what the metric is for.
 
+Memory: ROUGE-Lsum fills an LCS table of (reference tokens x prediction tokens), so a long addition
+without a full stop grew with its square (8,000 words took 2.5 GB). The additions' LCS is therefore
+computed on their first :data:`MAX_LCS_TOKENS` tokens (each side); ROUGE-1/2 count every token. Below
+the cap, which a sentence- or paragraph-level revision never reaches, the scores are unchanged.
+
 With several references an item takes, per metric, its best score over the references (as
 ``rouge_score``'s ``score_multi`` does). EditEval instead averages over reference columns; with one
 reference per item, as in IteraTeR, the two agree.
@@ -22,13 +27,20 @@ from revtune.errors import RevtuneError
 
 _PIECE = re.compile(r"[^.]+\.?")
 _KEYS = {"update_r": "rougeLsum", "rouge1": "rouge1", "rouge2": "rouge2"}
+MAX_LCS_TOKENS = 1000
 
 
-@lru_cache(maxsize=1)
-def _scorer():
+@lru_cache(maxsize=2)
+def _scorer(kinds: tuple[str, ...] = ("rouge1", "rouge2")):
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"])
+    return rouge_scorer.RougeScorer(list(kinds))
+
+
+def capped(text: str) -> str:
+    """``text`` cut to its first :data:`MAX_LCS_TOKENS` ROUGE tokens (unchanged when shorter)."""
+    tokens = _scorer()._tokenizer.tokenize(text)
+    return text if len(tokens) <= MAX_LCS_TOKENS else " ".join(tokens[:MAX_LCS_TOKENS])
 
 
 def additions(source: str, text: str) -> str:
@@ -44,6 +56,7 @@ def _against_one(source: str, prediction: str, reference: str) -> dict[str, floa
     if not predicted or not wanted:
         return dict.fromkeys(_KEYS, 0.0)
     scores = _scorer().score(target=wanted, prediction=predicted)
+    scores.update(_scorer(("rougeLsum",)).score(target=capped(wanted), prediction=capped(predicted)))
     return {key: scores[name].fmeasure for key, name in _KEYS.items()}
 
 

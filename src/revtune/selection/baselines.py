@@ -245,7 +245,7 @@ class ReplayRule:
             try:
                 record = json.loads(line)
                 sets[int(record["step"])] = [int(layer) for layer in record["active"]]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
                 raise RevtuneError("expected a JSON object with step and active", path=path,
                                    line=number) from None
         return cls(path, sets)

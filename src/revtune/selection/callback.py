@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,17 @@ def apply_active(layers: LayerMap, active: list[int]) -> None:
                 param.grad = None
 
 
+HISTORY_IN_MEMORY = 512
+
+
 class LayerSelectionCallback(TrainerCallback):
     """Select the layers to train at every step (every ``interval`` steps) with a named strategy.
 
     ``strategy`` is a spec (``"ir"``, ``"random:4"``, ``"fixed:top6"``) or a :class:`Strategy`.
     ``log_path`` receives one JSON line per step: ``step``, ``active`` and the ``scores`` the rule saw.
+    ``history`` keeps the last :data:`HISTORY_IN_MEMORY` of those records (the log has every one); the
+    run's totals (importance frequency, mean active layers, mean step time) are kept as running sums, so
+    memory does not grow with the number of steps.
 
     The optimizer must be built while every layer is trainable, as ``Trainer`` does when handed a peft
     model: a parameter added to the optimizer later would never update. The callback checks this.
@@ -52,8 +59,11 @@ class LayerSelectionCallback(TrainerCallback):
         self.log_path = Path(log_path) if log_path else None
         self.interval = interval
         self.seed = seed
-        self.history: list[dict] = []
-        self.step_seconds: list[float] = []
+        self.history: deque[dict] = deque(maxlen=HISTORY_IN_MEMORY)
+        self.steps_seen = 0
+        self.active_total = 0
+        self.counts: list[int] = []
+        self._seconds = [0.0, 0, 0.0]  # sum after the first step, steps after the first, the first
         self._log = None
         self._hook = None
         self._clip = 0.0
@@ -73,6 +83,7 @@ class LayerSelectionCallback(TrainerCallback):
         source = None if loader is None else TrainSource(loader.dataset, loader.collate_fn,
                                                          args.per_device_train_batch_size, self.seed)
         self.ctx = SelectionContext(model, layers, np.random.default_rng(self.seed), train=source)
+        self.counts = [0] * layers.n_layers
         self.strategy.setup(self.ctx)
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)
         self._args, self._clip = args, args.max_grad_norm
@@ -94,6 +105,10 @@ class LayerSelectionCallback(TrainerCallback):
             apply_active(self.ctx.layers, self.active)
         record = {"step": step, "active": self.active, "scores": self.scores}
         self.history.append(record)
+        self.steps_seen += 1
+        self.active_total += len(self.active)
+        for layer in self.active:
+            self.counts[layer] += 1
         if self._log:
             self._log.write(json.dumps(record) + "\n")
             self._log.flush()
@@ -108,7 +123,20 @@ class LayerSelectionCallback(TrainerCallback):
                 torch.nn.utils.clip_grad_norm_(grads, self._clip)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.step_seconds.append(time.perf_counter() - self._started)
+        seconds = time.perf_counter() - self._started
+        if self.steps_seen == 1:
+            self._seconds[2] = seconds
+        else:
+            self._seconds[0] += seconds
+            self._seconds[1] += 1
+
+    def mean_step_seconds(self) -> float:
+        """Mean wall time of a step, the first (warm-up) step excluded when there are others."""
+        total, count, first = self._seconds
+        return total / count if count else first
+
+    def mean_active_layers(self) -> float:
+        return self.active_total / max(1, self.steps_seen)
 
     def on_train_end(self, args, state, control, **kwargs):
         # Leave every layer trainable again, so saving and later training see the whole adapter.
@@ -129,11 +157,7 @@ class LayerSelectionCallback(TrainerCallback):
 
     def importance_frequency(self) -> list[int]:
         """How many steps each layer was active: Intention-Tuning's G_l."""
-        counts = [0] * (self.ctx.n_layers if self.ctx else 0)
-        for record in self.history:
-            for layer in record["active"]:
-                counts[layer] += 1
-        return counts
+        return list(self.counts)
 
 
 def _check_optimizer_holds(optimizer, layers: LayerMap) -> None:

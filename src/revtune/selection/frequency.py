@@ -9,7 +9,6 @@ in OUT (layers only: the adapter initialisation from the predictor is ``intentio
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,9 @@ from .registry import SelectionOptions, register
 def _metrics(path: Path) -> dict:
     if not path.is_file():
         raise RevtuneError("not found: expected a finished run directory", path=path, field="select")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RevtuneError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
+    from ..jsonsafe import read_json_file
+
+    return read_json_file(path)
 
 
 def read_frequency(run: str | Path) -> list[int]:
@@ -36,6 +34,9 @@ def read_frequency(run: str | Path) -> list[int]:
     if not frequency:
         raise RevtuneError("holds no importance_frequency (is it a revtune training run?)", path=path,
                            field="importance_frequency")
+    if not isinstance(frequency, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                  for v in frequency):
+        raise RevtuneError("expected a list of step counts", path=path, field="importance_frequency")
     return [int(v) for v in frequency]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from array import array
 import warnings
 import time
 from dataclasses import dataclass
@@ -87,6 +88,26 @@ class BestDevTracker(TrainerCallback):
         return {name: params[name].detach().cpu().clone() for name in self.names}
 
 
+class LossLog(TrainerCallback):
+    """The loss of every step as two compact arrays, and the Trainer's own per-step log trimmed: with
+    ``logging_steps=1`` its ``log_history`` grows by a dict per step for the whole run."""
+
+    KEEP = 64
+
+    def __init__(self):
+        self.steps, self.losses = array("q"), array("d")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.steps.append(state.global_step)
+            self.losses.append(float(logs["loss"]))
+        if len(state.log_history) > 2 * self.KEEP:
+            del state.log_history[:-self.KEEP]
+
+    def rows(self) -> list[dict]:
+        return [{"step": step, "loss": loss} for step, loss in zip(self.steps, self.losses)]
+
+
 class QuietProgress(ProgressCallback):
     """The Trainer's progress bar with the loss in its postfix instead of a printed dict per step."""
 
@@ -160,9 +181,10 @@ def train_run(config, strategy: Strategy | None = None,
         selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
                                           config.seed)
         tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5), config.test_every)
+        losses = LossLog()
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
-                          callbacks=[selector, tracker])
+                          callbacks=[selector, tracker, losses])
         if task.name == "intent":
             # transformers takes a model with **kwargs to normalise its loss over the whole accumulated
             # batch; the classification loss does not, so each micro-batch loss is divided here, as the
@@ -177,7 +199,7 @@ def train_run(config, strategy: Strategy | None = None,
         trainer.train()
         train_seconds = time.perf_counter() - started
         peak_bytes = peak.peak_bytes()
-        metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers)
+        metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers, losses)
         metrics.update(effective_warmup_steps=warmup, peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
                        model=config.model, strategy=strategy.name, adapter=adapters.kind)
         save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
@@ -185,7 +207,7 @@ def train_run(config, strategy: Strategy | None = None,
     return RunResult(Path(config.out), metrics)
 
 
-def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
+def evaluate_run(task, model, tracker, trainer, selector, layers, losses) -> dict:
     metrics = {"decision": task.tune(model)}
     metrics["test"] = task.evaluate(model, "test")
     metrics["final_dev"] = tracker.history[-1] if tracker.history else {}
@@ -200,18 +222,18 @@ def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
         _load_trainable(model, final_state)
     else:
         metrics["test_at_best_dev"] = metrics["test"]
-    steps = selector.step_seconds[1:] or selector.step_seconds
     sizes = layers.layer_sizes()
-    per_step = [sum(sizes[i] for i in r["active"]) + layers.outside_size() for r in selector.history]
+    frequency = selector.importance_frequency()
+    per_step = sum(n * size for n, size in zip(frequency, sizes)) / max(1, selector.steps_seen)
     metrics.update(
-        train_loss=[{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e],
+        train_loss=losses.rows(),
         steps=trainer.state.global_step,
-        mean_step_seconds=sum(steps) / max(1, len(steps)),
+        mean_step_seconds=selector.mean_step_seconds(),
         trainable_params=sum(sizes) + layers.outside_size(),
-        mean_trainable_params_per_step=sum(per_step) / max(1, len(per_step)),
-        mean_active_layers=sum(len(r["active"]) for r in selector.history) / max(1, len(selector.history)),
+        mean_trainable_params_per_step=per_step + layers.outside_size(),
+        mean_active_layers=selector.mean_active_layers(),
         n_layers=layers.n_layers,
-        importance_frequency=selector.importance_frequency(),
+        importance_frequency=frequency,
     )
     return metrics
 
@@ -229,7 +251,7 @@ def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loade
     adapter_lib.save_adapter(model, adapters, tmp / "adapter")
     tokenizer.save_pretrained(tmp / "tokenizer")
     resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
-                "adapter": adapters.kind, "model_source": loaded.source,
+                "adapter": adapters.kind, "model_source": loaded.source, "n_layers": metrics["n_layers"],
                 "decision_threshold": metrics["decision"].get("threshold", 0.5)}
     write_json(tmp / "config.json", resolved)
     write_json(tmp / "metrics.json", metrics)
