@@ -146,7 +146,7 @@ def train_run(config, strategy: Strategy | None = None,
         tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5))
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
-                          callbacks=[selector, tracker])
+                          compute_loss_func=task.compute_loss, callbacks=[selector, tracker])
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
