@@ -7,6 +7,7 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 
 from revtune.config import RunConfig
+from revtune.training.data import load_splits
 from revtune.training.intent import WeightedIntentLoss, class_weights
 from revtune.training.run import train_run
 
@@ -64,3 +65,26 @@ def test_training_uses_the_weighted_loss(corpus, tmp_path):
     style = weighted["decision"]["class_weights"]["style"]
     assert style == pytest.approx(19 / (5 * 1)) and weighted["decision"]["class_weights"]["clarity"] < 1
     assert plain["train_loss"][0]["loss"] != pytest.approx(weighted["train_loss"][0]["loss"], rel=1e-4)
+
+
+def test_multi_label_documents_train_with_pos_weight_on_diff_windows(tmp_path):
+    """Long documents, several intents each: the diff prompt windows the edits and BCE gets pos_weight."""
+    docs = tmp_path / "docs.jsonl"
+    intents = [["clarity"], ["fluency", "style"], ["coherence"], ["clarity", "meaning-changed"]]
+    filler = " ".join(f"word{k}" for k in range(300))
+    with open(docs, "w") as handle:
+        for i in range(16):
+            chosen = intents[i % 4]
+            edits = [{"major_intent": name} for name in chosen]
+            handle.write(json.dumps({"doc_id": str(i), "before_revision": f"{filler} old{i} {filler}",
+                                     "after_revision": f"{filler} new{i} {filler}", "edit_actions": edits}) + "\n")
+    run = RunConfig(model="tiny", train=str(docs), test=str(docs), max_steps=2, batch_size=4, max_length=64,
+                    lora_r=2, lora_alpha=4, prompt="diff", diff_context=3, class_weight="balanced",
+                    out=str(tmp_path / "multi"), seed=1)
+    result = train_run(run, quiet=True)
+    weights = result.metrics["decision"]["class_weights"]
+    train = load_splits(run).train
+    for label, weight in weights.items():
+        positives = sum(label in r.intents for r in train)
+        assert weight == pytest.approx((len(train) - positives) / positives)
+    assert weights["clarity"] < weights["style"]
