@@ -29,6 +29,14 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return TOKEN.findall(text)
 
 
+def word_alignment(before: str, after: str):
+    """Both texts as (whitespace, token) pairs and difflib's opcodes aligning their tokens: the one
+    word-level diff of the ``diff`` prompt and the TF-IDF floor."""
+    old, new = _tokens(before), _tokens(after)
+    matcher = difflib.SequenceMatcher(None, [t for _, t in old], [t for _, t in new], autojunk=False)
+    return old, new, matcher.get_opcodes()
+
+
 def _join(tokens: list[tuple[str, str]], lead: bool = True) -> str:
     text = "".join(space + token for space, token in tokens)
     return text if lead else text.lstrip()
@@ -49,9 +57,7 @@ def diff_text(before: str, after: str, context: int = -1) -> str:
     With ``context >= 0`` an unchanged run keeps only ``context`` tokens beside each edit and the rest
     becomes " …": the edits of a long document fit in a short ``max_length``.
     """
-    old, new = _tokens(before), _tokens(after)
-    matcher = difflib.SequenceMatcher(None, [t for _, t in old], [t for _, t in new], autojunk=False)
-    codes = matcher.get_opcodes()
+    old, new, codes = word_alignment(before, after)
     parts = []
     for n, (op, i1, i2, j1, j2) in enumerate(codes):
         if op == "equal":
