@@ -61,9 +61,9 @@ class RunConfig:
     target_modules: list = _f([], "module names to adapt; default q,k,v,up,down projections")
     freeze_head: bool = _f(False, "keep the classification head at its random init (the reference code)")
     # --- intent inputs and class imbalance (issue 15) ---
-    prompt: str = _f("instruction", "intent input: diff (the text with [-deleted-]{+added+} marks under the "
-                     "instruction), instruction (the reference's prompt with both texts) or pair (the two "
-                     "texts alone)")
+    prompt: str = _f("instruction", "intent input: diff ('Edit: ' and the text with [-deleted-]{+added+} "
+                     "marks, no instruction), instruction (the reference's prompt with both texts) or pair "
+                     "(the two texts alone)")
     diff_context: int = _f(10, "diff prompt: unchanged tokens kept beside each edit, the rest cut to '…' "
                            "(document-level edits fit in max_length); -1 keeps the whole text")
     class_weight: str = _f("none", "intent loss weights from the train split: balanced (cross-entropy "
