@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .errors import RevtuneError, did_you_mean, shown
 from .presets import PRESETS, with_preset
+from .prompts import PROMPT_STYLES
 
 TASK_CHOICES = ("intent", "revise")
-PROMPTS = ("instruction", "pair", "reference-instruction", "reference-pair")
+CLASS_WEIGHTS = ("balanced", "none")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("greedy", "beam", "sample")
 
@@ -60,9 +61,16 @@ class RunConfig:
     bottleneck_dim: int = _f(256, "bottleneck adapter size")
     target_modules: list = _f([], "module names to adapt; default q,k,v,up,down projections")
     freeze_head: bool = _f(False, "keep the classification head at its random init (the reference code)")
-    prompt: str = _f("instruction", "instruction (our prompt), pair (before and after joined by a newline), "
-                     "reference-instruction (the authors' prompt, whitespace and all) or reference-pair (before "
-                     "and after as a tokenizer text pair, as the authors)")
+    # --- intent inputs and class imbalance (issue 15) ---
+    prompt: str = _f("instruction", "intent input: diff ('Edit: ' and the text with [-deleted-]{+added+} "
+                     "marks, no instruction), instruction (the reference's prompt with both texts) pair "
+                     "(the two texts alone), reference-instruction (the authors' prompt, whitespace and all) or "
+                     "reference-pair (before and after as a tokenizer text pair, as the authors)")
+    diff_context: int = _f(10, "diff prompt: unchanged tokens kept beside each edit, the rest cut to '…' "
+                           "(document-level edits fit in max_length); -1 keeps the whole text")
+    class_weight: str = _f("none", "intent loss weights from the train split: balanced (cross-entropy "
+                           "weight n/(k*n_c); multi-label: BCE pos_weight negatives/positives) or none")
+    # --- end of issue 15's group ---
     max_length: int = _f(256, "maximum tokens per example")
     learning_rate: float = _f(2e-4, "peak learning rate (AdamW, linear decay)")
     warmup_steps: int = _f(100, "warm-up steps (the reference's 100; a run shorter than 2 x this warms up for "
@@ -113,7 +121,8 @@ class RunConfig:
         check_values(self)
         checks = [
             (self.task in TASK_CHOICES, "task", f"expected one of {', '.join(TASK_CHOICES)}"),
-            (self.prompt in PROMPTS, "prompt", f"expected one of {', '.join(PROMPTS)}"),
+            (self.prompt in PROMPT_STYLES, "prompt", f"expected one of {', '.join(PROMPT_STYLES)}"),
+            (self.class_weight in CLASS_WEIGHTS, "class_weight", f"expected one of {', '.join(CLASS_WEIGHTS)}"),
             (self.dtype in DTYPES, "dtype", f"expected one of {', '.join(DTYPES)}"),
             (0 < self.dev_fraction < 1, "dev_fraction", "expected a number between 0 and 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size", "expected >= 1"),

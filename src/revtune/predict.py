@@ -122,7 +122,8 @@ def read_pairs(path: str | Path) -> list[Revision]:
 def predict_intents(model, tokenizer, config: dict, records: list[Revision], batch_size: int = 16) -> list[dict]:
     labels, multi = config["labels"], config.get("multi_label", False)
     threshold = config.get("decision_threshold", 0.5)
-    prompt = partial(intent_prompt, labels=labels, style=config.get("prompt", "instruction"))
+    prompt = partial(intent_prompt, labels=labels, style=config.get("prompt", "instruction"),
+                     context=config.get("diff_context", -1))
     device = next(model.parameters()).device
     limit = config.get("max_length", 256)
     rows = []

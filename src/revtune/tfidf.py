@@ -6,8 +6,6 @@ keys, so ``compare`` puts it in the same table. It is not a layer-selection stra
 """
 from __future__ import annotations
 
-import difflib
-import re
 import sys
 import time
 
@@ -15,11 +13,9 @@ import numpy as np
 
 from .errors import RevtuneError
 from .metrics.classification import classification_metrics, tune_threshold
+from .prompts import word_alignment
 from .rundir import building, write_json, write_text
 from .runtime import PeakMemory
-
-TOKEN = re.compile(r"\w+|[^\w\s]")
-
 
 def edit_words(before: str, after: str) -> str:
     """'del:word' for every word the revision removed, 'add:word' for every word it added, in order.
@@ -27,13 +23,13 @@ def edit_words(before: str, after: str) -> str:
     Words and punctuation are separate tokens (a fluency edit is often a comma), lowercased; the diff is
     difflib's on token lists, so a replaced word yields its deletion and its addition side by side.
     """
-    old, new = TOKEN.findall(before.lower()), TOKEN.findall(after.lower())
+    old, new, codes = word_alignment(before.lower(), after.lower())
     out = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+    for op, i1, i2, j1, j2 in codes:
         if op in ("delete", "replace"):
-            out += [f"del:{t}" for t in old[i1:i2]]
+            out += [f"del:{t}" for _, t in old[i1:i2]]
         if op in ("insert", "replace"):
-            out += [f"add:{t}" for t in new[j1:j2]]
+            out += [f"add:{t}" for _, t in new[j1:j2]]
     return " ".join(out)
 
 

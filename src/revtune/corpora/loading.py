@@ -136,6 +136,36 @@ def stratified_split(records: list[Revision], fraction: float,
             [r for i, r in enumerate(records) if i in carved])
 
 
+def document_split(records: list[Revision], fraction: float,
+                   seed: int) -> tuple[list[Revision], list[Revision]]:
+    """(kept, carved): whole documents (``doc_id``; a record without one is its own document) carved at
+    random until about ``fraction`` of the rows are carved, so no document is on both sides.
+
+    Documents are visited in a seeded order and one is carved when that brings the carved row count
+    closer to the target; both sides keep the input order.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise RevtuneError(f"must be strictly between 0 and 1, got {fraction!r}", field="fraction")
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(record.doc_id if record.doc_id is not None else f"\0row{i}", []).append(i)
+    if len(groups) < 2:
+        raise RevtuneError(f"a split by document needs at least two documents, got {len(groups)}",
+                           field="doc_id")
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    target, carved = fraction * len(records), set()
+    for name in names:
+        if abs(len(carved) + len(groups[name]) - target) < abs(len(carved) - target):
+            carved.update(groups[name])
+    if not carved:
+        carved.update(groups[names[0]])
+    if len(carved) == len(records):
+        carved.difference_update(groups[names[-1]])
+    return ([r for i, r in enumerate(records) if i not in carved],
+            [r for i, r in enumerate(records) if i in carved])
+
+
 def split_three(records: list[Revision], seed: int) -> tuple[list[Revision], list[Revision], list[Revision]]:
     """(train, dev, test), stratified 80/10/10: ArgRevision has no public split."""
     rest, test = stratified_split(records, 0.1, seed)

@@ -5,6 +5,7 @@ from functools import partial
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..metrics.classification import classification_metrics, tune_threshold
 from ..prompts import intent_prompt
@@ -26,6 +27,40 @@ def batched_logits(model, dataset, collator, batch_size: int, device) -> np.ndar
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0))
 
 
+def class_weights(rows: list[dict], n_classes: int, multi_label: bool) -> torch.Tensor:
+    """Loss weights from the train targets: ``n / (k * n_c)`` per class (scikit-learn's "balanced"), or for
+    multi-label BCE the ``pos_weight`` negatives/positives of each label."""
+    if multi_label:
+        targets = np.array([row["labels"] for row in rows], dtype=np.float64)
+        positives = targets.sum(axis=0)
+        return torch.tensor((len(targets) - positives) / np.maximum(positives, 1), dtype=torch.float32)
+    counts = np.bincount([row["labels"] for row in rows], minlength=n_classes)
+    return torch.tensor(len(rows) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+class WeightedIntentLoss:
+    """The Trainer's ``compute_loss_func``: cross-entropy with class weights (single-label) or BCE with
+    ``pos_weight`` (multi-label), a weighted mean per micro-batch.
+
+    With gradient accumulation the Trainer leaves the scaling to this function, so each micro-batch's
+    mean counts by its share of the accumulated targets (``num_items_in_batch``).
+    """
+
+    def __init__(self, weights: torch.Tensor, multi_label: bool):
+        self.weights, self.multi_label = weights, multi_label
+
+    def __call__(self, outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"]
+        weights = self.weights.to(device=logits.device, dtype=logits.dtype)
+        if self.multi_label:
+            loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weights)
+        else:
+            loss = F.cross_entropy(logits, labels, weight=weights)
+        if num_items_in_batch is not None:
+            loss = loss * (labels.numel() / num_items_in_batch)
+        return loss
+
+
 class IntentTask:
     """Builds the datasets, scores a split, and writes nothing beyond metrics."""
 
@@ -37,14 +72,20 @@ class IntentTask:
         self.config = config
         self.splits = splits
         self.threshold = 0.5 if config.threshold == "tune" else float(config.threshold)
+        self.compute_loss = None  # the model's own loss unless class weights are asked for
 
     def prepare(self, tokenizer, device) -> None:
         self.device = device
-        prompt = partial(intent_prompt, labels=self.splits.labels, style=self.config.prompt)
+        prompt = partial(intent_prompt, labels=self.splits.labels, style=self.config.prompt,
+                         context=self.config.diff_context)
         encode = partial(encode_intents, labels=self.splits.labels, multi_label=self.splits.multi_label,
                          tokenizer=tokenizer, prompt_fn=prompt, max_length=self.config.max_length)
         self.datasets = {name: encode(getattr(self.splits, name)) for name in ("train", "dev", "test")}
         self.collator = PadCollator(tokenizer.pad_token_id, "left")
+        if self.config.class_weight == "balanced":
+            self.weights = class_weights(self.datasets["train"].rows, len(self.splits.labels),
+                                         self.splits.multi_label)
+            self.compute_loss = WeightedIntentLoss(self.weights, self.splits.multi_label)
 
     @property
     def train_dataset(self):
@@ -62,13 +103,17 @@ class IntentTask:
                                       multi_label=self.splits.multi_label, threshold=self.threshold)
 
     def tune(self, model) -> dict:
-        """Pick the multi-label threshold on dev when asked; returns what was decided."""
+        """Pick the multi-label threshold on dev when asked; returns what was decided (with the class
+        weights the loss used, if any)."""
+        decided = {}
+        if self.compute_loss is not None:
+            decided["class_weights"] = dict(zip(self.splits.labels, self.weights.tolist()))
         if not (self.splits.multi_label and self.config.threshold == "tune" and len(self.datasets["dev"])):
-            return {"threshold": self.threshold} if self.splits.multi_label else {}
+            return {**decided, "threshold": self.threshold} if self.splits.multi_label else decided
         logits = batched_logits(model, self.datasets["dev"], self.collator, self.config.batch_size,
                                 self.device)
         self.threshold = float(tune_threshold(self._labels("dev"), logits))
-        return {"threshold": self.threshold}
+        return {**decided, "threshold": self.threshold}
 
     def finish(self, model, folder) -> None:
         pass

@@ -162,6 +162,7 @@ class ReviseTask:
 
     name = "revise"
     model_task = "revise"
+    compute_loss = None  # the causal LM's own loss on the response tokens
 
     def __init__(self, config, splits: Splits):
         self.config = config

@@ -184,7 +184,7 @@ def train_run(config, strategy: Strategy | None = None,
         losses = LossLog()
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
-                          callbacks=[selector, tracker, losses])
+                          compute_loss_func=task.compute_loss, callbacks=[selector, tracker, losses])
         if task.name == "intent":
             # transformers takes a model with **kwargs to normalise its loss over the whole accumulated
             # batch; the classification loss does not, so each micro-batch loss is divided here, as the
