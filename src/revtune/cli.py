@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import compare, demo, intention_tune, layer_card, predict, revise, score, train
+from .commands import compare, demo, intention_tune, layer_card, plan, predict, revise, score, train
 from .errors import RevtuneError
 
 COMMANDS = {
     "demo": demo,
     "train": train,
+    "plan": plan,
     "predict": predict,
     "intention-tune": intention_tune,
     "revise": revise,

@@ -16,6 +16,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 from .. import adapters as adapter_lib
 from ..errors import RevtuneError
 from ..models import load_model, prepare_tokenizer
+from ..planner import check_limit, format_plan, plan_run
 from ..rundir import building, write_json, write_text
 from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
@@ -121,6 +122,10 @@ def train_run(config, strategy: Strategy | None = None,
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     splits = load_splits(config)
     strategy = strategy or build_strategy(config.select, selection_options(config))
+    planned = plan_run(config, splits, strategy)
+    strategy = planned.strategy
+    limit = check_limit(planned.plan, config, device)
+    say("revtune: " + format_plan(planned.plan, limit))
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
     with building(config.out, config.overwrite) as tmp:
