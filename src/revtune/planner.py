@@ -12,7 +12,8 @@ Parts of the figure:
   layers the strategy may train;
 - activations: the saved tensors of the forward, per block, from the lowest trained layer up (with
   gradient checkpointing: each block's input, plus one block recomputed at a time), plus a backward
-  workspace of twice the largest saved tensor (the gradient flowing through it and its input's);
+  workspace: one block's worth (the gradients of a block's intermediates are as large as the
+  intermediates) and twice the largest saved tensor (the gradient flowing through it and its input's);
 - runtime: on CPU the resident memory of the interpreter and libraries, read from this very process
   (the planner imports what training imports); on CUDA nothing (the figure is allocated bytes).
 """
@@ -71,7 +72,8 @@ class ActivationTrace:
             kept = sum(self.block_inputs[lowest:]) + max(self.per_block[lowest:], default=0)
         else:
             kept = sum(self.per_block[lowest:])
-        return kept + self.outside + WORKSPACE_FACTOR * self.largest
+        workspace = max(self.per_block[lowest:], default=0) + WORKSPACE_FACTOR * self.largest
+        return kept + self.outside + workspace
 
 
 def readable_source(spec: str) -> tuple[str, str | None]:

@@ -23,6 +23,7 @@ from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
 from .data import load_splits
+from .memory import StepMemory
 
 
 @dataclass
@@ -149,21 +150,23 @@ def train_run(config, strategy: Strategy | None = None,
         selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
                                           config.seed)
         tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5))
+        peak = PeakMemory(device)
+        memory = StepMemory(peak)  # before the tracker: a step's peak excludes the evaluation after it
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
-                          callbacks=[selector, tracker])
+                          callbacks=[selector, memory, tracker])
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
-        peak = PeakMemory(device)
         peak.reset()
         started = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - started
-        peak_bytes = peak.peak_bytes()
         metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers)
-        metrics.update(peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
-                       model=config.model, strategy=strategy.name, adapter=adapters.kind)
+        metrics.update(peak_memory_bytes=memory.run_peak(), **memory.summary(),
+                       predicted_peak_memory_bytes=planned.plan.total, train_seconds=train_seconds,
+                       device=str(device), model=config.model, strategy=strategy.name,
+                       adapter=adapters.kind)
         save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
     say(summary_line(config.out, task, metrics))
     return RunResult(Path(config.out), metrics)
@@ -192,6 +195,7 @@ def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
         trainable_params=sum(sizes) + layers.outside_size(),
         mean_trainable_params_per_step=sum(per_step) / max(1, len(per_step)),
         mean_active_layers=sum(len(r["active"]) for r in selector.history) / max(1, len(selector.history)),
+        lowest_layer_per_step=[min(r["active"]) for r in selector.history],
         n_layers=layers.n_layers,
         importance_frequency=selector.importance_frequency(),
     )
