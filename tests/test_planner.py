@@ -133,3 +133,9 @@ def test_train_with_a_budget_trains_only_above_the_floor(corpus, tmp_path):
     assert result.returncode == 0, result.stderr
     steps = [json.loads(line) for line in (out / "selection.jsonl").read_text().splitlines()]
     assert steps and all(min(s["active"]) >= 4 for s in steps)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["lowest_layer_per_step"] == [min(s["active"]) for s in steps]
+    per_step = metrics["step_peak_memory_bytes"]
+    assert len(per_step) == metrics["steps"] and all(p > 0 for p in per_step)
+    assert min(per_step) <= metrics["median_step_peak_memory_bytes"] <= metrics["peak_memory_bytes"]
+    assert metrics["predicted_peak_memory_bytes"] <= budget
