@@ -10,12 +10,13 @@ import argparse
 import signal
 import sys
 
-from .commands import compare, demo, intention_tune, layer_card, predict, revise, score, train
+from .commands import compare, demo, intention_tune, layer_card, plan, predict, revise, score, train
 from .errors import RevtuneError
 
 COMMANDS = {
     "demo": demo,
     "train": train,
+    "plan": plan,
     "predict": predict,
     "intention-tune": intention_tune,
     "revise": revise,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import os
 import re
 import subprocess
@@ -138,15 +139,19 @@ def read_row(spec: str, folder: Path, task: str, error: str | None) -> dict:
     row = {"strategy": spec, "run": folder.name, "adapter": None, **{c: None for c in columns},
            "peak_memory_bytes": None, "mean_step_seconds": None, "trainable_params": None,
            "mean_active_layers": None, "steps": None, "steps_to_95": None, "optimizer_state_bytes": None,
-           "outside_share": None, "error": error}
+           "outside_share": None, "median_step_peak_memory_bytes": None, "lowest_layer": None,
+           "error": error}
     if error is not None:
         return row
     metrics = json.loads((folder / "metrics.json").read_text())
     scores = metrics.get("test") or metrics.get("final_dev") or {}
     row.update({c: scores.get(c) for c in columns})
     for key in ("adapter", "peak_memory_bytes", "mean_step_seconds", "trainable_params",
-                "mean_active_layers", "steps"):
+                "mean_active_layers", "steps", "median_step_peak_memory_bytes"):
         row[key] = metrics.get(key)
+    lowest = metrics.get("lowest_layer_per_step")
+    if lowest:
+        row["lowest_layer"] = f"{min(lowest)} / {statistics.median(lowest):g}"
     history = metrics.get("dev_history") or []
     headline = HEADLINE[task] if any(HEADLINE[task] in e for e in history) else \
         next((c for c in columns if any(c in e for e in history)), HEADLINE[task])
@@ -213,7 +218,9 @@ def table_columns(task: str) -> list[tuple[str, str, str]]:
     """(row key, header, format) of the table, the task's metric columns first."""
     return ([("strategy", "strategy", ""), ("adapter", "adapter", "")]
             + [(c, c, "") for c in METRIC_COLUMNS[task]]
-            + [("peak_memory_bytes", "peak MiB", "mib"), ("mean_step_seconds", "s/step", "s"),
+            + [("peak_memory_bytes", "peak MiB", "mib"),
+               ("median_step_peak_memory_bytes", "median step peak MiB", "mib"),
+               ("lowest_layer", "lowest layer (min / median)", ""), ("mean_step_seconds", "s/step", "s"),
                ("trainable_params", "trainable", "int"), ("optimizer_state_bytes", "AdamW state MiB", "mib"),
                ("outside_share", "outside blocks", "share"), ("steps_to_95", "steps to 95%", ""),
                ("mean_active_layers", "layers/step", "layers")])
@@ -234,7 +241,9 @@ def compare_markdown(rows: list[dict], task: str, command: str) -> str:
     headline = HEADLINE[task]
     return (f"# revtune compare ({task})\n\n```\n{command}\n```\n\n{compare_table(rows, task)}\n\n"
             "Metrics: the test split at the final step (dev when there is no test split). Peak memory: the "
-            "training phase of each strategy's own process (CPU peak RSS, CUDA max allocated). AdamW state: "
+            "training phase of each strategy's own process (CPU peak RSS, CUDA max allocated); median step "
+            "peak: the median over steps of each step's own peak; lowest layer: the lowest layer trained in "
+            "any step and in the median step (backward reaches down to it). AdamW state: "
             f"{ADAM_BYTES_PER_PARAM} bytes per trainable parameter (fp32 exp_avg + exp_avg_sq), the most it "
             "can reach. Steps to 95%: the first dev evaluation reaching 95% of the run's best dev "
             f"{headline}. Layers/step: decoder blocks trained per step (tfidf has none).\n\n"

@@ -95,6 +95,13 @@ class RunConfig:
     dtype: str = _f("float32", "float32, bfloat16 or float16")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (non-reentrant)")
+    # --- memory (issue 13): depth floor and planner limits -------------------------------------------
+    min_layer: int = _f(0, "never train below this layer; the strategy's rule runs unchanged on the "
+                           "layers from here up (activation memory follows the lowest trained layer)")
+    memory_budget: str = _f("", "lowest layer allowed from a memory budget, e.g. 3GiB: the planner picks "
+                                "the deepest floor whose predicted peak fits (see revtune plan)")
+    memory_limit: str = _f("", "refuse, before loading, a run whose predicted peak exceeds this, e.g. "
+                               "20GiB (on CUDA the device's free memory is always checked)")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
     # --- Reference fidelity (issue 12). ir_grad_accum and cosine_reduction belong to the ir and cosine
@@ -140,10 +147,16 @@ class RunConfig:
             (self.dev_generate >= 0, "dev_generate", "expected >= 0"),
             (self.test_every >= 0, "test_every", "expected >= 0"),
             (self.preset is None or self.preset in PRESETS, "preset", f"expected one of {', '.join(PRESETS)}"),
+            (self.min_layer >= 0, "min_layer", "expected a layer index >= 0"),
         ]
         for ok, name, message in checks:
             if not ok:
                 raise RevtuneError(f"{message}, got {getattr(self, name)!r}", field=name)
+        from .units import parse_bytes
+
+        for name in ("memory_budget", "memory_limit"):
+            if getattr(self, name):
+                parse_bytes(getattr(self, name), name)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

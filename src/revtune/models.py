@@ -71,6 +71,13 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def converted_path(gguf: Path) -> Path:
+    """Where :func:`convert_gguf` keeps (or will keep) the safetensors copy of ``gguf``."""
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_dir() / "models" / f"{gguf.stem}-{key}"
+
+
 def convert_gguf(gguf: Path) -> Path:
     """Dequantise a GGUF checkpoint once into a plain safetensors directory and return it.
 
@@ -80,9 +87,7 @@ def convert_gguf(gguf: Path) -> Path:
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    stat = gguf.stat()
-    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    target = cache_dir() / "models" / f"{gguf.stem}-{key}"
+    target = converted_path(gguf)
     if (target / "config.json").exists():
         return target
     print(f"revtune: converting {gguf.name} to safetensors in {target} (once, about 20 s)", flush=True)

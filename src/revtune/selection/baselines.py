@@ -250,6 +250,9 @@ class ReplayRule:
                                    line=number) from None
         return cls(path, sets)
 
+    def possible_layers(self, n_layers: int) -> list[int]:
+        return sorted({layer for active in self.sets.values() for layer in active})
+
     def select(self, step, scores, ctx):
         if step not in self.sets:
             raise RevtuneError(f"replay: step {step} is past the end of the log ({len(self.sets)} steps)",

@@ -63,6 +63,7 @@ class LayerSelectionCallback(TrainerCallback):
         self.steps_seen = 0
         self.active_total = 0
         self.counts: list[int] = []
+        self.lowest_per_step: list[int] = []  # one int a step: which steps reach deepest (memory)
         self._seconds = [0.0, 0, 0.0]  # sum after the first step, steps after the first, the first
         self._log = None
         self._hook = None
@@ -107,6 +108,7 @@ class LayerSelectionCallback(TrainerCallback):
         self.history.append(record)
         self.steps_seen += 1
         self.active_total += len(self.active)
+        self.lowest_per_step.append(min(self.active))
         for layer in self.active:
             self.counts[layer] += 1
         if self._log:

@@ -54,6 +54,9 @@ class FrequencyRule:
     frequency: list[int]
     source: str
 
+    def possible_layers(self, n_layers: int) -> list[int]:
+        return list(self.layers)
+
     def select(self, step, scores, ctx):
         if ctx.n_layers != len(self.frequency):
             raise RevtuneError(f"the importance frequency covers {len(self.frequency)} layers but this "

@@ -146,5 +146,8 @@ class FixedRule:
     def check(self, n_layers: int) -> None:
         parse_layer_list(self.spec, n_layers)
 
+    def possible_layers(self, n_layers: int) -> list[int]:
+        return parse_layer_list(self.spec, n_layers)
+
     def select(self, step, scores, ctx):
         return parse_layer_list(self.spec, ctx.n_layers), scores

@@ -17,12 +17,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 from .. import adapters as adapter_lib
 from ..errors import RevtuneError
 from ..models import load_model, prepare_tokenizer
+from ..planner import check_limit, format_plan, plan_run
 from ..rundir import building, write_json, write_text
 from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
 from .data import load_splits
+from .memory import StepMemory
 
 
 @dataclass
@@ -154,6 +156,10 @@ def train_run(config, strategy: Strategy | None = None,
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     splits = load_splits(config)
     strategy = strategy or build_strategy(config.select, selection_options(config))
+    planned = plan_run(config, splits, strategy)
+    strategy = planned.strategy
+    limit = check_limit(planned.plan, config, device)
+    say("revtune: " + format_plan(planned.plan, limit))
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
     with building(config.out, config.overwrite) as tmp:
@@ -181,10 +187,12 @@ def train_run(config, strategy: Strategy | None = None,
         selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
                                           config.seed)
         tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5), config.test_every)
+        peak = PeakMemory(device)
+        memory = StepMemory(peak)  # before the tracker: a step's peak excludes the evaluation after it
         losses = LossLog()
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
-                          compute_loss_func=task.compute_loss, callbacks=[selector, tracker, losses])
+                          compute_loss_func=task.compute_loss, callbacks=[selector, memory, tracker, losses])
         if task.name == "intent":
             # transformers takes a model with **kwargs to normalise its loss over the whole accumulated
             # batch; the classification loss does not, so each micro-batch loss is divided here, as the
@@ -193,15 +201,15 @@ def train_run(config, strategy: Strategy | None = None,
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
-        peak = PeakMemory(device)
         peak.reset()
         started = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - started
-        peak_bytes = peak.peak_bytes()
         metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers, losses)
-        metrics.update(effective_warmup_steps=warmup, peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
-                       model=config.model, strategy=strategy.name, adapter=adapters.kind)
+        metrics.update(effective_warmup_steps=warmup, peak_memory_bytes=memory.run_peak(), **memory.summary(),
+                       predicted_peak_memory_bytes=planned.plan.total, train_seconds=train_seconds,
+                       device=str(device), model=config.model, strategy=strategy.name,
+                       adapter=adapters.kind)
         save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
     say(summary_line(config.out, task, metrics))
     return RunResult(Path(config.out), metrics)
@@ -232,6 +240,7 @@ def evaluate_run(task, model, tracker, trainer, selector, layers, losses) -> dic
         trainable_params=sum(sizes) + layers.outside_size(),
         mean_trainable_params_per_step=per_step + layers.outside_size(),
         mean_active_layers=selector.mean_active_layers(),
+        lowest_layer_per_step=selector.lowest_per_step,
         n_layers=layers.n_layers,
         importance_frequency=frequency,
     )

@@ -1,0 +1,82 @@
+"""Memory planner against measurement: predicted peak vs the peak a real run reaches, side by side.
+
+Each configuration trains a few steps in its own process (``revtune train``) on a synthetic corpus whose
+every example fills ``--max-length`` tokens, so the batch shape the planner assumes is the one trained.
+On CPU the figure is peak RSS of the training phase; on CUDA, max allocated bytes.
+
+    .venv/bin/python bench/plan.py [--model smollm2] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CONFIGS = [("all", []), ("ir", []), ("fixed:15-29", []), ("fixed:top6", []),
+           ("all", ["--gradient-checkpointing"]), ("ir", ["--min-layer", "15"])]
+WORDS = "the committee approved a budget for next year while members argued about costs".split()
+LABELS = ["clarity", "fluency", "coherence", "style", "meaning-changed"]
+
+
+def write_corpus(folder: Path, words: int) -> dict:
+    rng = random.Random(0)
+    files = {}
+    for name, n in (("train", 40), ("dev", 5), ("test", 5)):
+        path = folder / f"{name}.jsonl"
+        with path.open("w") as handle:
+            for i in range(n):
+                before = " ".join(rng.choice(WORDS) for _ in range(words))
+                handle.write(json.dumps({"before_sent": before, "after_sent": before + " indeed",
+                                         "labels": LABELS[i % 5]}) + "\n")
+        files[name] = path
+    return files
+
+
+def measure(args, files, select, extra, out: Path) -> dict:
+    command = [sys.executable, "-m", "revtune.cli", "train", "--model", args.model, "--select", select,
+               "--train", files["train"], "--dev", files["dev"], "--test", files["test"],
+               "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
+               "--max-length", str(args.max_length), "--eval-every", str(args.steps), "--out", out,
+               "--overwrite", *extra]
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    if result.returncode != 0:
+        raise SystemExit(f"{select} {extra} failed: {result.stderr.strip()[-400:]}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"config": " ".join([select, *extra]), "predicted": metrics["predicted_peak_memory_bytes"],
+            "measured": metrics["peak_memory_bytes"],
+            "ratio": metrics["predicted_peak_memory_bytes"] / metrics["peak_memory_bytes"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_corpus(Path(tmp), words=args.max_length)
+        rows = [measure(args, files, select, extra, Path(tmp) / f"run{i}")
+                for i, (select, extra) in enumerate(CONFIGS)]
+    worst = max(abs(r["ratio"] - 1) for r in rows)
+    if args.json:
+        print(json.dumps({"rows": rows, "worst_relative_error": worst, "target": 0.15}, indent=2))
+    else:
+        print(f"{'config':<32} {'predicted GiB':>13} {'measured GiB':>13} {'pred/meas':>9}")
+        for r in rows:
+            print(f"{r['config']:<32} {r['predicted'] / 2**30:>13.3f} {r['measured'] / 2**30:>13.3f} "
+                  f"{r['ratio']:>9.3f}")
+    print(f"worst relative error {worst:.3f} (target <= 0.15: {'met' if worst <= 0.15 else 'missed'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
