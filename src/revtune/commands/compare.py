@@ -11,7 +11,7 @@ def add_arguments(parser):
     from ..config import RunConfig, add_config_arguments
 
     shared = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("select", "out"))
-    add_config_arguments(parser, only=shared)
+    add_config_arguments(parser, only=shared, compare=True)
     parser.add_argument("--select", dest="select", default=argparse.SUPPRESS,
                         help=f"comma list of strategies and tfidf (default {DEFAULT_SELECT})")
     parser.add_argument("--out", dest="out", default=argparse.SUPPRESS,

@@ -9,7 +9,7 @@ DEMO_SETTINGS = dict(max_steps=40, batch_size=8, max_length=128, learning_rate=5
 def add_arguments(parser):
     from ..config import add_config_arguments
 
-    add_config_arguments(parser)
+    add_config_arguments(parser, compare=True)
     parser.add_argument("--strategies", default="ir,all", help="comma-separated strategies to compare")
 
 
