@@ -39,6 +39,7 @@ def command_line(args) -> str:
 
 
 def run(args) -> int:
+    from ..aggregate import statistics_markdown
     from ..compare import compare, compare_table
     from ..config import config_from_args, load_yaml
 
@@ -48,5 +49,6 @@ def run(args) -> int:
     config = config_from_args(args, **defaults)
     result = compare(config, config.select, command=command_line(args))
     print(compare_table(result.rows, config.task))
+    print(statistics_markdown(result.rows, config))
     print(f"revtune compare: {len(result.rows)} strategies -> {result.path}/compare.md")
     return 0
