@@ -173,3 +173,15 @@ def test_seed_options_are_compare_and_demo_flags_only():
     assert build_parser().parse_args(["demo", "--seeds", "0,1"]).seeds == [0.0, 1.0]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--seeds", "0,1"])
+
+
+def test_jobs_run_seed_by_seed_and_tfidf_once_unless_its_data_follow_the_seed(corpus):
+    from revtune.compare import plan_jobs
+
+    given = RunConfig(train=str(corpus / "train.jsonl"), dev=str(corpus / "dev.jsonl"), seeds=[3, 4])
+    jobs = [(j.spec, j.seed, j.folder) for j in plan_jobs(["ir", "tfidf", "all"], given)]
+    assert jobs == [("ir", 3, "ir/seed3"), ("tfidf", 3, "tfidf/seed3"), ("all", 3, "all/seed3"),
+                    ("ir", 4, "ir/seed4"), ("all", 4, "all/seed4")]
+    carved = RunConfig(train=str(corpus / "train.jsonl"), seeds=[3, 4])  # dev drawn from train by the seed
+    assert [j.seed for j in plan_jobs(["tfidf"], carved)] == [3, 4]
+    assert [(j.seed, j.folder) for j in plan_jobs(["ir"], RunConfig(seed=5))] == [(5, "ir")]
