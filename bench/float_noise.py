@@ -8,6 +8,7 @@ What noise does over a whole run (a frozen layer keeps its stale score, so one f
 another set) is measured on the tiny model by tests/test_float_noise.py.
 
     .venv/bin/python bench/float_noise.py RUN [RUN ...] [--relative 1e-6] [--trials 200] [--json]
+    .venv/bin/python bench/float_noise.py RUN --ir-boundary exact   # the same scores, the other boundary
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from revtune.selection.registry import SelectionOptions
 from revtune.selection.rules import SENTINEL
 
 
-def fragility(run: Path, relative: float, trials: int, seed: int = 0) -> dict:
+def fragility(run: Path, relative: float, trials: int, boundary: str | None = None, seed: int = 0) -> dict:
     config = json.loads((run / "config.json").read_text())
+    boundary = boundary or config["ir_boundary"]
     if config.get("select") != "ir":
         raise SystemExit(f"bench: {run} is a '{config.get('select')}' run; this reads ir runs")
     rule = SelectionOptions(ir_aggregation=config["ir_aggregation"], split_num=config["split_num"],
-                            ir_boundary=config["ir_boundary"], ir_window=config["ir_window"]).split_rule()
+                            ir_boundary=boundary, ir_window=config["ir_window"]).split_rule()
     rng = np.random.default_rng(seed)
     flips = []
     for record in read_selection(run / "selection.jsonl"):
@@ -40,7 +42,7 @@ def fragility(run: Path, relative: float, trials: int, seed: int = 0) -> dict:
         flips.append(np.mean([rule.choose(row) != chosen for row in noisy]))
     flips = np.asarray(flips)
     return {"run": str(run), "steps": len(flips), "fragile_steps": float(np.mean(flips > 0)),
-            "mean_flip_probability": float(flips.mean()), "relative": relative, "trials": trials}
+            "mean_flip_probability": float(flips.mean()), "relative": relative, "trials": trials, "ir_boundary": boundary}
 
 
 def main() -> None:
@@ -48,15 +50,17 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="finished ir run directories")
     parser.add_argument("--relative", type=float, default=1e-6)
     parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--ir-boundary", choices=("reference", "exact"),
+                        help="split the logged scores with this boundary instead of the run's own")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    results = [fragility(run, args.relative, args.trials) for run in args.runs]
+    results = [fragility(run, args.relative, args.trials, args.ir_boundary) for run in args.runs]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for result in results:
         print(f"{result['run']}: {result['fragile_steps']:.1%} of {result['steps']} steps fragile at relative "
-              f"{result['relative']:g} (mean flip probability {result['mean_flip_probability']:.3f})")
+              f"{result['relative']:g}, boundary {result['ir_boundary']} (mean flip probability {result['mean_flip_probability']:.3f})")
 
 
 if __name__ == "__main__":
