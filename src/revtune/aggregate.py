@@ -110,7 +110,8 @@ def add_statistics(out: Path, rows: list[dict], config) -> None:
                            for name, metric in metrics.items()}
     for row in rows:
         if row["strategy"] != reference and tables[row["strategy"]] and tables[reference]:
-            row["paired"] = paired_tests(tables[row["strategy"]], tables[reference], reference, metrics, config)
+            row["paired"] = paired_tests(tables[row["strategy"]], tables[reference], reference, metrics,
+                                         config)
 
 
 def paired_tests(mine: dict, theirs: dict, reference: str, metrics: dict, config) -> dict:
@@ -183,7 +184,8 @@ def write_summary(out: Path, rows: list[dict], config, command: str) -> None:
     from .rundir import write_json, write_text
 
     write_json(out / "compare.json", rows)
-    write_text(out / "compare.md", compare_markdown(rows, config.task, command, statistics_markdown(rows, config)))
+    write_text(out / "compare.md",
+               compare_markdown(rows, config.task, command, statistics_markdown(rows, config)))
     plot_compare(out, rows, config.task)
     plot_stability(out, rows)
 
@@ -214,7 +216,8 @@ def statistics_markdown(rows: list[dict], config) -> str:
         cells = [row["strategy"], str(len(row.get("seeds") or []))]
         for name in metrics:
             ci = interval.get(name)
-            cells.append(f"{_number(ci['value'])} [{_number(ci['low'])}, {_number(ci['high'])}]" if ci else "-")
+            cells.append(f"{_number(ci['value'])} [{_number(ci['low'])}, {_number(ci['high'])}]"
+                         if ci else "-")
             test = paired.get(name)
             if row["strategy"] == reference:
                 cells += ["(reference)", "", ""]
@@ -261,8 +264,9 @@ def plot_stability(out: Path, rows: list[dict]) -> None:
     if not shown:
         return
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(shown), figsize=(1.2 + 0.5 * max(len(r["stability"]["seeds"]) for r in shown)
-                                                     * len(shown) + 1.5 * len(shown), 4), squeeze=False)
+    most_seeds = max(len(r["stability"]["seeds"]) for r in shown)
+    fig, axes = plt.subplots(1, len(shown), figsize=(1.2 + (0.5 * most_seeds + 1.5) * len(shown), 4),
+                             squeeze=False)
     for ax, row in zip(axes[0], shown):
         stability = row["stability"]
         matrix = np.array(stability["active_share"]).T

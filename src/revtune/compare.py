@@ -145,7 +145,8 @@ def read_row(spec: str, folder: Path, task: str, error: str | None, run: str | N
              seed: int | None = None) -> dict:
     """One table row from a finished run directory (or only the error of a failed one)."""
     columns = METRIC_COLUMNS[task]
-    row = {"strategy": spec, "run": run or folder.name, "seed": seed, "adapter": None, **{c: None for c in columns},
+    row = {"strategy": spec, "run": run or folder.name, "seed": seed, "adapter": None,
+           **{c: None for c in columns},
            "peak_memory_bytes": None, "mean_step_seconds": None, "trainable_params": None,
            "mean_active_layers": None, "steps": None, "steps_to_95": None, "optimizer_state_bytes": None,
            "outside_share": None, "error": error}

@@ -84,7 +84,8 @@ def gleu(sums: np.ndarray) -> np.ndarray:
     matches, grams = counts[..., 2::2], counts[..., 3::2]
     defined = (counts > 0).all(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_precision = np.log(np.where(defined[..., None], matches / np.where(grams > 0, grams, 1), 1)).mean(-1)
+        ratios = np.where(defined[..., None], matches / np.where(grams > 0, grams, 1), 1)
+        log_precision = np.log(ratios).mean(axis=-1)
         brevity = np.minimum(0.0, 1 - ref / np.where(hyp > 0, hyp, 1))
     return np.where(defined, np.exp(brevity + log_precision), 0.0)
 

@@ -102,8 +102,8 @@ def tfidf_run(config) -> dict:
         dev_entry = {"step": 1, **{k: v for k, v in dev.items() if k != "per_class"}} if dev else {}
         test = score("test", threshold)
         if docs["test"]:
-            write_intent_predictions(tmp, splits.test, labels, _logits(model, vectorizer.transform(docs["test"]),
-                                     len(labels), multi), multi, threshold)
+            test_logits = _logits(model, vectorizer.transform(docs["test"]), len(labels), multi)
+            write_intent_predictions(tmp, splits.test, labels, test_logits, multi, threshold)
         coef = sum(est.coef_.size for est in model.estimators_) if multi else model.coef_.size
         metrics = {
             "decision": {"threshold": threshold} if multi else {}, "test": test, "test_at_best_dev": test,

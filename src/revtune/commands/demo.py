@@ -25,8 +25,9 @@ def run(args) -> int:
     seeds = config.seeds or [config.seed]
     print(f"revtune demo: model {config.model}, shipped corpus, {config.max_steps} steps of batch "
           f"{config.batch_size}, seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}; each run "
-          "trains in its own process" + ("" if config.seeds else " (one seed: --seeds 0,1,2 gives mean ± std; "
-                                          "the intervals below are over the 40 test items only)"), flush=True)
+          "trains in its own process" + ("" if config.seeds else
+                                          " (one seed: --seeds 0,1,2 gives mean ± std; the intervals "
+                                          "below are over the 40 test items only)"), flush=True)
     command = f"revtune demo --strategies {args.strategies}" + \
         (f" --seeds {','.join(map(str, config.seeds))}" if config.seeds else "")
     result = compare(config, args.strategies, config.out, command=command)
