@@ -263,6 +263,8 @@ def plot_stability(out: Path, rows: list[dict]) -> None:
     shown = [row for row in rows if row.get("stability") and len(row["stability"]["seeds"]) >= 2]
     if not shown:
         return
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     most_seeds = max(len(r["stability"]["seeds"]) for r in shown)
     fig, axes = plt.subplots(1, len(shown), figsize=(1.2 + (0.5 * most_seeds + 1.5) * len(shown), 4),
@@ -275,6 +277,7 @@ def plot_stability(out: Path, rows: list[dict]) -> None:
         ax.set_xticks(range(len(stability["seeds"])), [str(s) for s in stability["seeds"]])
         ax.set_xlabel("seed")
         ax.set_ylabel("layer")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{row['strategy']}: share of steps active\nmean Jaccard of top sets "
                      f"{stability['mean_jaccard']:.2f}", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.08)
