@@ -56,6 +56,9 @@ def test_predict_reproduces_the_test_score(trained, corpus, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert accuracy == pytest.approx(metrics["test"]["accuracy"])
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in rows)
+    saved = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [s["predicted"] for s in saved] == [r["intents"] for r in rows]  # the run's own test predictions
+    assert [s["gold"] for s in saved] == [[g] for g in gold]
 
 
 def test_same_seed_same_run(trained, corpus, tmp_path):

@@ -113,6 +113,12 @@ def test_a_revise_run_with_each_adapter_writes_scored_predictions(tmp_path, adap
     rows = [json.loads(line) for line in (result.path / "predictions.jsonl").read_text().splitlines()]
     assert [r["source"] for r in rows] == [b for b, _, _ in PAIRS[1:4]]
     assert set(rows[0]) == {"source", "prediction", "references", "intents"}
+    from revtune import stats
+    from revtune.aggregate import item_table
+
+    _, table = item_table(result.path, "revise")  # what compare's intervals and paired tests read
+    for name, metric in stats.GENERATION.items():
+        assert stats.score(table, metric) == pytest.approx(test[name]), name
 
 
 def test_a_saved_revise_run_generates_what_it_scored(tmp_path):

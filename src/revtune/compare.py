@@ -1,9 +1,11 @@
-"""Several strategies trained at equal steps and seed, each in its own process, in one table.
+"""Several strategies trained at equal steps and seeds, each run in its own process, in one table.
 
 A separate process per strategy is what makes peak memory a fair comparison (CPU peak RSS cannot be
 reset below what an earlier model left behind) and keeps one strategy's crash out of the others' rows.
 Every child is an ordinary ``revtune train`` (or ``python -m revtune.tfidf``) reading one shared config
 file, so any row can be re-run alone. The output directory is built aside and renamed into place.
+With ``seeds`` every strategy runs once per seed (``<strategy>/seed<N>/``); ``aggregate.py`` turns the
+runs into mean, spread, intervals and paired tests.
 """
 from __future__ import annotations
 
@@ -36,6 +38,28 @@ class CompareResult:
     rows: list[dict]
 
 
+@dataclass
+class Job:
+    """One child process: a strategy at a seed, into ``folder`` (relative to the comparison)."""
+
+    spec: str
+    seed: int
+    folder: str
+
+
+def plan_jobs(specs: list[str], config) -> list[Job]:
+    """Every strategy at every seed, seed by seed (an interrupted comparison holds complete seeds); a
+    classical strategy once when its data do not change with the seed (it has no weights to initialise
+    and no order to draw). Without ``seeds`` the layout is one directory per strategy, at ``seed``."""
+    from .training.data import seed_changes_splits
+
+    if not config.seeds:
+        return [Job(spec, config.seed, run_name(spec)) for spec in specs]
+    once = {spec for spec in specs if spec in CLASSICAL and not seed_changes_splits(config)}
+    return [Job(spec, seed, f"{run_name(spec)}/seed{seed}") for number, seed in enumerate(config.seeds)
+            for spec in specs if not (spec in once and number)]
+
+
 def run_name(spec: str) -> str:
     """A directory name for a spec: 'random:4' -> 'random_4', 'replay:runs/ir' -> 'replay_runs_ir'."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", spec).strip("_.") or "strategy"
@@ -66,15 +90,17 @@ def check_specs(specs: list[str], config) -> list[str]:
     return specs
 
 
-def child_command(spec: str, config_file: Path, folder: Path, config) -> list[str]:
-    """The command that trains one row: every setting from the shared file, the strategy and output on
-    the command line, and the adapter a strategy insists on (``full`` trains the weights themselves)."""
+def child_command(spec: str, config_file: Path, folder: Path, config, seed: int | None = None) -> list[str]:
+    """The command that trains one row: every setting from the shared file, the strategy, seed and output
+    on the command line, and the adapter a strategy insists on (``full`` trains the weights themselves)."""
+    seeded = [] if seed is None else ["--seed", str(seed)]
     if spec in CLASSICAL:
-        return [sys.executable, "-m", CLASSICAL[spec], "--config", str(config_file), "--out", str(folder)]
+        return [sys.executable, "-m", CLASSICAL[spec], "--config", str(config_file), "--out", str(folder),
+                *seeded]
     from .selection.registry import build_strategy
 
     command = [sys.executable, "-m", "revtune.cli", "train", "--config", str(config_file),
-               "--select", spec, "--out", str(folder)]
+               "--select", spec, "--out", str(folder), *seeded]
     forced = build_strategy(spec).adapter
     if forced and forced != config.adapter:
         command += ["--adapter", forced]
@@ -133,10 +159,12 @@ def layer_params(folder: Path) -> int | None:
     return sum(int(count.replace(",", "")) for count in rows)
 
 
-def read_row(spec: str, folder: Path, task: str, error: str | None) -> dict:
+def read_row(spec: str, folder: Path, task: str, error: str | None, run: str | None = None,
+             seed: int | None = None) -> dict:
     """One table row from a finished run directory (or only the error of a failed one)."""
     columns = METRIC_COLUMNS[task]
-    row = {"strategy": spec, "run": folder.name, "adapter": None, **{c: None for c in columns},
+    row = {"strategy": spec, "run": run or folder.name, "seed": seed, "adapter": None,
+           **{c: None for c in columns},
            "peak_memory_bytes": None, "mean_step_seconds": None, "trainable_params": None,
            "mean_active_layers": None, "steps": None, "steps_to_95": None, "optimizer_state_bytes": None,
            "outside_share": None, "median_step_peak_memory_bytes": None, "lowest_layer": None,
@@ -171,36 +199,45 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
     A strategy that fails leaves its one-line error in its row; the others still run. Writes
     ``compare.json``, ``compare.md``, ``config.yaml`` (the settings every row shares), ``logs/`` and plots.
     """
+    from .aggregate import reference_strategy, summarize, write_summary
+
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     specs = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config)
+    reference_strategy(specs, config.against)
     out = Path(out or config.out)
-    shared = {k: v for k, v in config.to_dict().items() if k not in ("select", "out", "overwrite")}
-    rows = []
+    shared = {k: v for k, v in config.run_settings().items() if k not in ("select", "out", "overwrite")}
+    jobs = plan_jobs(specs, config)
+    runs = []
     with building(out, config.overwrite) as tmp:
         config_file = tmp / "config.yaml"
         write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
         (tmp / "logs").mkdir()
-        for number, spec in enumerate(specs, 1):
-            name = run_name(spec)
-            say(f"revtune compare: [{number}/{len(specs)}] {spec} -> {out / name} (log: logs/{name}.log)")
+        for number, job in enumerate(jobs, 1):
+            log = f"logs/{job.folder.replace('/', '-')}.log"
+            say(f"revtune compare: [{number}/{len(jobs)}] {job.spec} (seed {job.seed}) -> {out / job.folder} "
+                f"(log: {log})")
             started = time.perf_counter()
-            child = child_command(spec, config_file, tmp / name, config)
-            error = run_child(child, tmp / "logs" / f"{name}.log")
-            if error is None and not (tmp / name / "metrics.json").is_file():
+            child = child_command(job.spec, config_file, tmp / job.folder, config,
+                                  job.seed if config.seeds else None)
+            error = run_child(child, tmp / log)
+            if error is None and not (tmp / job.folder / "metrics.json").is_file():
                 error = "the run finished without a metrics.json"
-            rows.append(read_row(spec, tmp / name, config.task, error))
+            runs.append(read_row(job.spec, tmp / job.folder, config.task, error, job.folder, job.seed))
             say(f"revtune compare:   {'failed: ' + error if error else 'done'} "
                 f"({time.perf_counter() - started:.0f} s)")
         command = command or f"revtune compare --task {config.task} --select {','.join(specs)} --out {out}"
-        write_json(tmp / "compare.json", rows)
-        write_text(tmp / "compare.md", compare_markdown(rows, config.task, command))
-        plot_compare(tmp, rows, config.task)
+        rows = summarize(tmp, runs, specs, config)
+        write_summary(tmp, rows, config, command)
     return CompareResult(out, rows)
 
 
 def _cell(value, kind: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if kind == "count":
+        return str(len(value))
+    if kind == "steps":
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
     if kind == "mib":
         return f"{value / 2**20:,.{0 if value >= 100 * 2**20 else 1}f}"
     if kind == "int":
@@ -216,31 +253,35 @@ def _cell(value, kind: str = "") -> str:
 
 def table_columns(task: str) -> list[tuple[str, str, str]]:
     """(row key, header, format) of the table, the task's metric columns first."""
-    return ([("strategy", "strategy", ""), ("adapter", "adapter", "")]
+    return ([("strategy", "strategy", ""), ("adapter", "adapter", ""), ("seeds", "seeds", "count")]
             + [(c, c, "") for c in METRIC_COLUMNS[task]]
             + [("peak_memory_bytes", "peak MiB", "mib"),
                ("median_step_peak_memory_bytes", "median step peak MiB", "mib"),
                ("lowest_layer", "lowest layer (min / median)", ""), ("mean_step_seconds", "s/step", "s"),
                ("trainable_params", "trainable", "int"), ("optimizer_state_bytes", "AdamW state MiB", "mib"),
-               ("outside_share", "outside blocks", "share"), ("steps_to_95", "steps to 95%", ""),
+               ("outside_share", "outside blocks", "share"), ("steps_to_95", "steps to 95%", "steps"),
                ("mean_active_layers", "layers/step", "layers")])
 
 
 def compare_table(rows: list[dict], task: str) -> str:
-    """The rows as a markdown table; failed strategies keep their row, with the error at the end."""
+    """The rows as a markdown table, mean ± standard deviation over seeds where there are several;
+    failed strategies keep their row, with the error at the end."""
     columns = table_columns(task)
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " | error |",
              "|" + "---|" * (len(columns) + 1)]
     for row in rows:
-        cells = [_cell(row.get(key), kind) for key, _, kind in columns]
+        spread = row.get("std") or {}
+        cells = [_cell(row.get(key), kind) + (f" ± {_cell(spread[key], kind)}" if spread.get(key) is not None
+                                              else "") for key, _, kind in columns]
         lines.append("| " + " | ".join(cells) + f" | {(row['error'] or '').replace('|', '/')} |")
     return "\n".join(lines)
 
 
-def compare_markdown(rows: list[dict], task: str, command: str) -> str:
+def compare_markdown(rows: list[dict], task: str, command: str, statistics: str = "") -> str:
     headline = HEADLINE[task]
     return (f"# revtune compare ({task})\n\n```\n{command}\n```\n\n{compare_table(rows, task)}\n\n"
-            "Metrics: the test split at the final step (dev when there is no test split). Peak memory: the "
+            "Metrics: the test split at the final step (dev when there is no test split), the mean over "
+            "seeds ± their standard deviation when there are several. Peak memory: the "
             "training phase of each strategy's own process (CPU peak RSS, CUDA max allocated); median step "
             "peak: the median over steps of each step's own peak; lowest layer: the lowest layer trained in "
             "any step and in the median step (backward reaches down to it). AdamW state: "
@@ -248,7 +289,8 @@ def compare_markdown(rows: list[dict], task: str, command: str) -> str:
             "can reach. Steps to 95%: the first dev evaluation reaching 95% of the run's best dev "
             f"{headline}. Layers/step: decoder blocks trained per step (tfidf has none).\n\n"
             "Plots: compare_metrics.png, compare_loss.png, compare_selection.png. One run directory per "
-            "strategy; their shared settings: config.yaml; their output: logs/.\n")
+            "strategy (<strategy>/seed<N>/ with several seeds); their shared settings: config.yaml; "
+            "their output: logs/.\n" + statistics)
 
 
 def plot_compare(out: Path, rows: list[dict], task: str) -> None:

@@ -102,6 +102,15 @@ class RunConfig:
                                 "the deepest floor whose predicted peak fits (see revtune plan)")
     memory_limit: str = _f("", "refuse, before loading, a run whose predicted peak exceeds this, e.g. "
                                "20GiB (on CUDA the device's free memory is always checked)")
+    # -- compare: several seeds, intervals, paired tests (read by compare.py only; not passed to children)
+    seeds: list = _f([], "compare: train every strategy at each of these seeds, e.g. 0,1,2 (default: --seed "
+                     "only); a strategy deterministic given its data (tfidf) runs once", group="compare")
+    against: str = _f("", "compare: reference strategy of the paired tests (default: the first one)",
+                      group="compare")
+    bootstrap_samples: int = _f(2000, "compare: resamples of the bootstrap intervals and of the paired "
+                                "randomization tests", group="compare")
+    confidence: float = _f(0.95, "compare: interval level; a difference is marked significant at "
+                           "p < 1 - confidence", group="compare")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
     # --- Reference fidelity (issue 12). ir_grad_accum and cosine_reduction belong to the ir and cosine
@@ -148,6 +157,10 @@ class RunConfig:
             (self.test_every >= 0, "test_every", "expected >= 0"),
             (self.preset is None or self.preset in PRESETS, "preset", f"expected one of {', '.join(PRESETS)}"),
             (self.min_layer >= 0, "min_layer", "expected a layer index >= 0"),
+            (all(_is_seed(s) for s in self.seeds) and len(set(map(str, self.seeds))) == len(self.seeds),
+             "seeds", "expected distinct whole numbers >= 0, e.g. 0,1,2"),
+            (self.bootstrap_samples >= 100, "bootstrap_samples", "expected >= 100"),
+            (0.5 <= self.confidence < 1, "confidence", "expected a level in [0.5, 1), e.g. 0.95"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -157,9 +170,20 @@ class RunConfig:
         for name in ("memory_budget", "memory_limit"):
             if getattr(self, name):
                 parse_bytes(getattr(self, name), name)
+        self.seeds = [int(s) for s in self.seeds]  # "0,1,2" parses as floats
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def run_settings(self) -> dict:
+        """Every field a training run reads: ``to_dict`` without compare's own fields."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata.get("group") != "compare"}
+
+
+def _is_seed(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 \
+        and float(value).is_integer()
 
 
 def _is_float(text: str) -> bool:
@@ -192,11 +216,13 @@ def _field_type(f: dataclasses.Field):
     return hints[f.name]
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-    """One flag per field; defaults are suppressed so a YAML value wins over an unset flag."""
+def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None,
+                         compare: bool = False) -> None:
+    """One flag per field; defaults are suppressed so a YAML value wins over an unset flag.
+    Compare's own fields (seeds, paired tests) become flags only with ``compare``."""
     parser.add_argument("--config", help="YAML file with any of these keys; flags override it")
     for f in dataclasses.fields(RunConfig):
-        if only and f.name not in only:
+        if (only and f.name not in only) or (f.metadata.get("group") == "compare" and not compare):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f)
@@ -205,7 +231,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] 
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif f.name in ("columns", "upsample"):
             parser.add_argument(flag, type=_parse_mapping, **kw)
-        elif f.name in ("ir_window", "target_modules"):
+        elif f.name in ("ir_window", "target_modules", "seeds"):
             parser.add_argument(flag, type=_parse_list, **kw)
         else:
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)

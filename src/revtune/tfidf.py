@@ -62,6 +62,7 @@ def tfidf_run(config) -> dict:
     import torch
 
     from .training.data import load_splits
+    from .training.intent import write_intent_predictions
 
     if config.task != "intent":
         raise RevtuneError("tfidf is an intent classifier; it has no revise variant", field="task")
@@ -96,6 +97,9 @@ def tfidf_run(config) -> dict:
         dev = score("dev", threshold)
         dev_entry = {"step": 1, **{k: v for k, v in dev.items() if k != "per_class"}} if dev else {}
         test = score("test", threshold)
+        if docs["test"]:
+            test_logits = _logits(model, vectorizer.transform(docs["test"]), len(labels), multi)
+            write_intent_predictions(tmp, splits.test, labels, test_logits, multi, threshold)
         coef = sum(est.coef_.size for est in model.estimators_) if multi else model.coef_.size
         metrics = {
             "decision": {"threshold": threshold} if multi else {}, "test": test, "test_at_best_dev": test,

@@ -11,7 +11,7 @@ def add_arguments(parser):
     from ..config import RunConfig, add_config_arguments
 
     shared = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("select", "out"))
-    add_config_arguments(parser, only=shared)
+    add_config_arguments(parser, only=shared, compare=True)
     parser.add_argument("--select", dest="select", default=argparse.SUPPRESS,
                         help=f"comma list of strategies and tfidf (default {DEFAULT_SELECT})")
     parser.add_argument("--out", dest="out", default=argparse.SUPPRESS,
@@ -39,6 +39,7 @@ def command_line(args) -> str:
 
 
 def run(args) -> int:
+    from ..aggregate import statistics_markdown
     from ..compare import compare, compare_table
     from ..config import config_from_args, load_yaml
 
@@ -48,5 +49,6 @@ def run(args) -> int:
     config = config_from_args(args, **defaults)
     result = compare(config, config.select, command=command_line(args))
     print(compare_table(result.rows, config.task))
+    print(statistics_markdown(result.rows, config))
     print(f"revtune compare: {len(result.rows)} strategies -> {result.path}/compare.md")
     return 0

@@ -9,11 +9,12 @@ DEMO_SETTINGS = dict(max_steps=40, batch_size=8, max_length=128, learning_rate=5
 def add_arguments(parser):
     from ..config import add_config_arguments
 
-    add_config_arguments(parser)
+    add_config_arguments(parser, compare=True)
     parser.add_argument("--strategies", default="ir,all", help="comma-separated strategies to compare")
 
 
 def run(args) -> int:
+    from ..aggregate import statistics_markdown
     from ..compare import compare, compare_table
     from ..config import config_from_args
 
@@ -21,11 +22,17 @@ def run(args) -> int:
         if not hasattr(args, key):
             setattr(args, key, value)
     config = config_from_args(args)
+    seeds = config.seeds or [config.seed]
     print(f"revtune demo: model {config.model}, shipped corpus, {config.max_steps} steps of batch "
-          f"{config.batch_size}; each strategy trains in its own process", flush=True)
-    result = compare(config, args.strategies, config.out,
-                     command=f"revtune demo --strategies {args.strategies}")
+          f"{config.batch_size}, seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}; each run "
+          "trains in its own process" + ("" if config.seeds else
+                                          " (one seed: --seeds 0,1,2 gives mean ± std; the intervals "
+                                          "below are over the 40 test items only)"), flush=True)
+    command = f"revtune demo --strategies {args.strategies}" + \
+        (f" --seeds {','.join(map(str, config.seeds))}" if config.seeds else "")
+    result = compare(config, args.strategies, config.out, command=command)
     print(compare_table(result.rows, config.task))
+    print(statistics_markdown(result.rows, config))
     print(f"revtune demo: runs in {result.path}/<strategy>/, table in {result.path}/compare.md, "
           f"plots in {result.path}/compare_*.png")
     return 0 if all(row.get("error") is None for row in result.rows) else 1

@@ -41,6 +41,15 @@ def _macro_au_prc(truth: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(per_class)) if per_class else float("nan")
 
 
+def predict_classes(logits, multi_label: bool, threshold: float = 0.5) -> np.ndarray:
+    """The decision rule of every intent metric: argmax (n,), or with ``multi_label`` a 0/1 matrix of
+    the intents whose sigmoid reaches ``threshold`` (n, C)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if multi_label:
+        return (_sigmoid(logits) >= threshold).astype(np.int64)
+    return logits.argmax(axis=1)
+
+
 def classification_metrics(labels, logits, label_names, multi_label: bool = False,
                            threshold: float = 0.5) -> dict:
     """Accuracy, macro P/R/F1, macro AU-PRC and per-class P/R/F1/support.
@@ -57,10 +66,7 @@ def classification_metrics(labels, logits, label_names, multi_label: bool = Fals
     """
     names = list(label_names)
     labels, logits = _arrays(labels, logits, len(names), multi_label)
-    if multi_label:
-        predicted = (_sigmoid(logits) >= threshold).astype(np.int64)
-    else:
-        predicted = logits.argmax(axis=1)
+    predicted = predict_classes(logits, multi_label, threshold)
     truth, guessed = _one_hot(labels, len(names), multi_label), _one_hot(predicted, len(names), multi_label)
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=list(range(len(names))), average=None, zero_division=0)

@@ -83,6 +83,37 @@ class GradNormSignal:
         self.pending = []
 
 
+class PerturbedSignal:
+    """Another signal whose measured scores are multiplied by ``1 + relative * N(0, 1)``.
+
+    A probe, not a method: ``relative=1e-6`` is about the difference another CPU's kernels (or another
+    thread count) make to a float32 gradient norm, so comparing a run with its perturbed twin shows how
+    much of a rule's choices is decided by float noise. Sentinel scores (never measured) stay exact, and
+    the noise has its own generator, so the selection draws of the run are untouched.
+    """
+
+    def __init__(self, inner, relative: float = 1e-6, seed: int = 0):
+        self.inner, self.relative = inner, relative
+        self.rng = np.random.default_rng(seed)
+
+    def setup(self, ctx):
+        self.inner.setup(ctx)
+
+    def scores(self, step, ctx):
+        values = self.inner.scores(step, ctx)
+        if values is None:
+            return None
+        values = np.asarray(values, dtype=np.float64)
+        noise = 1 + self.relative * self.rng.standard_normal(len(values))
+        return np.where(values == SENTINEL, values, values * noise)
+
+    def observe(self, step, active, ctx):
+        self.inner.observe(step, active, ctx)
+
+    def close(self):
+        self.inner.close()
+
+
 class WeightNormSignal:
     """Static score: Frobenius norm of each block's frozen pretrained attention output projection."""
 

@@ -48,6 +48,12 @@ def load_splits(config) -> Splits:
     return Splits(train, dev, test, labels, multi)
 
 
+def seed_changes_splits(config) -> bool:
+    """Whether ``load_splits`` draws with the seed (a dev or test split carved from train, upsampling):
+    then even a model-free classifier sees different data at another seed."""
+    return bool(config.upsample) or (config.train is not None and config.dev is None)
+
+
 def _check_known_labels(records: list[Revision], labels: list[str]) -> None:
     known = set(labels)
     for record in records:

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics.classification import classification_metrics, tune_threshold
+from ..metrics.classification import classification_metrics, predict_classes, tune_threshold
 from ..prompts import intent_prompt
+from ..rundir import write_jsonl
 from .data import PadCollator, Splits, encode_intents
 
 
@@ -116,4 +117,22 @@ class IntentTask:
         return {**decided, "threshold": self.threshold}
 
     def finish(self, model, folder) -> None:
-        pass
+        """``predictions.jsonl``: the test split as the final weights classify it (what ``test`` scores)."""
+        if len(self.datasets["test"]):
+            logits = batched_logits(model, self.datasets["test"], self.collator, self.config.batch_size,
+                                    self.device)
+            write_intent_predictions(folder, self.splits.test, self.splits.labels, logits,
+                                     self.splits.multi_label, self.threshold)
+
+
+def write_intent_predictions(folder, records, labels, logits, multi_label: bool, threshold: float) -> None:
+    """One line per test item: its text, ``gold`` and ``predicted`` intents (names) and the ``logits``,
+    so intervals and paired tests (``compare``) can be computed item by item without the model."""
+    predicted = predict_classes(logits, multi_label, threshold)
+    names = list(labels)
+    rows = []
+    for record, guess, scores in zip(records, predicted, np.asarray(logits, dtype=np.float64)):
+        chosen = [names[c] for c in np.flatnonzero(guess)] if multi_label else [names[int(guess)]]
+        rows.append({"before": record.before, "after": record.after, "gold": list(record.intents),
+                     "predicted": chosen, "logits": [round(float(v), 6) for v in scores]})
+    write_jsonl(folder / "predictions.jsonl", rows)
