@@ -19,6 +19,7 @@ TASK_CHOICES = ("intent", "revise")
 PROMPTS = ("instruction", "pair")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("greedy", "beam", "sample")
+QUANTIZE = (None, "4bit", "8bit")
 
 
 def _f(default, help_text, **kw):
@@ -83,6 +84,12 @@ class RunConfig:
     dtype: str = _f("float32", "float32, bfloat16 or float16")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (non-reentrant)")
+    # --- distributed, precision and quantized bases (issue 10) ---
+    fsdp: bool = _f(False, "shard with FSDP2 (fully_shard; each decoder block its own unit) under torchrun "
+                    "or accelerate launch")
+    quantize: str | None = _f(None, "4bit or 8bit: load the base through bitsandbytes (CUDA) and train "
+                              "adapters on top")
+    deepspeed: str | None = _f(None, "refused: DeepSpeed is not supported, use --fsdp")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
 
@@ -108,6 +115,7 @@ class RunConfig:
             (self.new_tokens_factor > 0 and self.new_tokens_floor >= 1, "new_tokens_factor",
              "expected factor > 0 and floor >= 1"),
             (self.dev_generate >= 0, "dev_generate", "expected >= 0"),
+            (self.quantize in QUANTIZE, "quantize", "expected 4bit or 8bit"),
         ]
         for ok, name, message in checks:
             if not ok:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..adapters import HEAD_NAMES
+from ..distributed import mean_across_ranks
 from ..errors import RevtuneError
 from ..models import decoder_blocks
 from .base import NoSignal, SelectionContext, Strategy
@@ -178,7 +179,7 @@ class IstSignal(NoSignal):
         p = 1.0 / (1.0 + np.exp(-self.values))
         size = max(1, math.floor(self.probe * ctx.n_layers))
         subsets = [_draw(ctx, size, p) for _ in range(self.draws)]
-        losses = np.array([self.damped_loss(ctx, subset) for subset in subsets])
+        losses = mean_across_ranks([self.damped_loss(ctx, subset) for subset in subsets])
         rewards = np.exp(-losses) - np.exp(-losses).mean()
         for subset, reward in zip(subsets, rewards):
             self.values[subset] += reward * p[subset] * (1 - p[subset]) * self.gain

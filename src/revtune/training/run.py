@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 import shutil
-import warnings
+import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,10 +16,11 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from .. import adapters as adapter_lib
+from .. import distributed as dist_lib
 from ..errors import RevtuneError
-from ..models import load_model, prepare_tokenizer
+from ..models import load_model, prepare_tokenizer, quantization_config
 from ..rundir import building, write_json, write_text
-from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
+from ..runtime import PeakMemory, mixed_precision, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
@@ -65,7 +68,7 @@ class BestDevTracker(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
-            scores = self.task.evaluate(self.model, "dev")
+            scores = evaluate_split(self.task, self.model, "dev")
             if not scores:
                 return
             entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k != "per_class"}}
@@ -88,6 +91,39 @@ class QuietProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
 
+def evaluate_split(task, model, split: str) -> dict:
+    """A split's scores, the same dict on every rank and computed once: a task that shards its own
+    evaluation (``shards_evaluation``) runs on every rank; any other runs on rank 0 and is broadcast."""
+    if getattr(task, "shards_evaluation", False) or not dist_lib.is_distributed():
+        return task.evaluate(model, split)
+    return dist_lib.broadcast_object(task.evaluate(model, split) if dist_lib.is_main() else None)
+
+
+def _tune_once(task, model) -> dict:
+    if getattr(task, "shards_evaluation", False) or not dist_lib.is_distributed():
+        return task.tune(model)
+    decided = dist_lib.broadcast_object(task.tune(model) if dist_lib.is_main() else None)
+    if "threshold" in decided:
+        task.threshold = decided["threshold"]
+    return decided
+
+
+@contextmanager
+def run_directory(out, overwrite: bool):
+    """Rank 0 builds the run directory atomically (``rundir.building``); the other ranks get a private
+    scratch folder for the Trainer, removed at the end. The directory is renamed into place only after
+    every rank has passed the final barrier, so a run where any rank failed leaves no run directory."""
+    if dist_lib.is_main():
+        with building(out, overwrite) as tmp:
+            yield tmp
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="revtune-rank-"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingArguments:
     warmup = min(config.warmup_steps, max(0, total_steps // 10)) if total_steps < 10 * config.warmup_steps \
         else config.warmup_steps
@@ -101,7 +137,10 @@ def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingA
         max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs, max_steps=config.max_steps,
         logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=config.seed,
         data_seed=config.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=False, bf16=False, fp16=False, **checkpointing)
+        dataloader_num_workers=0, disable_tqdm=not dist_lib.is_main(), **mixed_precision(config.dtype, device),
+        # Layers switch on and off between steps: DDP must look for unused parameters every step, and
+        # the graph is not static. Frozen layers have grad None, which DDP leaves untouched.
+        ddp_find_unused_parameters=True, ddp_static_graph=False, **checkpointing)
 
 
 def planned_steps(config, n_train: int) -> int:
@@ -115,19 +154,27 @@ def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
               quiet: bool = False) -> RunResult:
     """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
+    dist_lib.refuse_deepspeed(config.deepspeed)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    mixed_precision(config.dtype, device)  # refuses fp16 off CUDA before anything loads
     splits = load_splits(config)
     strategy = strategy or build_strategy(config.select, selection_options(config))
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
-    with building(config.out, config.overwrite) as tmp:
+    check_quantize(config.quantize, strategy, adapters, device)
+    with run_directory(config.out, config.overwrite) as tmp:
         loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
-                            config.seed, config.tiny_layers)
+                            config.seed, config.tiny_layers, quantize=config.quantize)
+        if config.quantize:
+            from peft import prepare_model_for_kbit_training
+            prepare_model_for_kbit_training(loaded.model, config.gradient_checkpointing)
         tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model)
-        model = adapter_lib.attach(loaded.model, adapters, task.name).to(device)
+        model = adapter_lib.attach(loaded.model, adapters, task.name)
+        model = model if config.quantize else model.to(device)
+        upcast_trainable(model)
         if prepare_model:
             prepare_model(model)
         task.prepare(tokenizer, device)
@@ -139,7 +186,8 @@ def train_run(config, strategy: Strategy | None = None,
             f"{' (multi-label)' if splits.multi_label else ''}\n"
             f"revtune: model {config.model} ({loaded.source}), adapter {adapters.kind}, "
             f"select {strategy.name}, device {device}\n{table}")
-        write_text(tmp / "trainable.txt", table + "\n")
+        if dist_lib.is_main():
+            write_text(tmp / "trainable.txt", table + "\n")
         steps = planned_steps(config, len(splits.train))
         selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
                                           config.seed)
@@ -147,6 +195,11 @@ def train_run(config, strategy: Strategy | None = None,
         trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
                           callbacks=[selector, tracker])
+        if task.name == "intent":
+            # The classifier's loss is a per-batch mean that ignores num_items_in_batch; left True, the
+            # Trainer multiplies it by the world size (doubling gradients and logged loss under DDP)
+            # and skips the division by the accumulation steps.
+            trainer.model_accepts_loss_kwargs = False
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
@@ -157,23 +210,28 @@ def train_run(config, strategy: Strategy | None = None,
         train_seconds = time.perf_counter() - started
         peak_bytes = peak.peak_bytes()
         metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers)
+        world = dist_lib.world_size()
         metrics.update(peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
-                       model=config.model, strategy=strategy.name, adapter=adapters.kind)
-        save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
+                       model=config.model, strategy=strategy.name, adapter=adapters.kind,
+                       world_size=world, global_batch_size=config.batch_size * config.grad_accum * world,
+                       peak_memory_bytes_per_rank=dist_lib.gather_objects(peak_bytes))
+        if dist_lib.is_main():
+            save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
+        dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
     say(summary_line(config.out, task, metrics))
     return RunResult(Path(config.out), metrics)
 
 
 def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
-    metrics = {"decision": task.tune(model)}
-    metrics["test"] = task.evaluate(model, "test")
+    metrics = {"decision": _tune_once(task, model)}
+    metrics["test"] = evaluate_split(task, model, "test")
     metrics["final_dev"] = tracker.history[-1] if tracker.history else {}
     metrics["best_dev"] = tracker.best or {}
     metrics["dev_history"] = tracker.history
     if tracker.best_state is not None and metrics["test"]:
         final_state = tracker.snapshot()
         _load_trainable(model, tracker.best_state)
-        metrics["test_at_best_dev"] = task.evaluate(model, "test")
+        metrics["test_at_best_dev"] = evaluate_split(task, model, "test")
         _load_trainable(model, final_state)
     else:
         metrics["test_at_best_dev"] = metrics["test"]
@@ -191,6 +249,29 @@ def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
         importance_frequency=selector.importance_frequency(),
     )
     return metrics
+
+
+def upcast_trainable(model) -> None:
+    """Trainable tensors (adapters, a head, full-weight blocks) in float32 whatever the base dtype: the
+    Trainer's bf16/fp16 mixed precision then autocasts the compute, AdamW keeps fp32 state, and fp16's
+    gradient scaler can unscale (it refuses fp16 gradients)."""
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def check_quantize(quantize: str | None, strategy: Strategy, adapters, device) -> None:
+    """Refuse, before any weight loads, a quantized base that cannot train here."""
+    if not quantize:
+        return
+    if adapters.kind == "none":
+        raise RevtuneError(f"--quantize {quantize} trains adapters on a frozen quantized base: strategy "
+                           f"'{strategy.name}' with adapter none trains the base weights itself", field="quantize")
+    quantization_config(quantize, device)
+    if strategy.name == "weight":
+        raise RevtuneError("the weight signal reads base weight norms, which a quantized base does not hold "
+                           "in full precision: use ir, cosine or another strategy with --quantize",
+                           field="quantize")
 
 
 def _load_trainable(model, state: dict) -> None:
