@@ -136,3 +136,58 @@ def refuse_deepspeed(config_path: str | None = None) -> None:
     if config_path or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         raise RevtuneError("DeepSpeed is not supported (its optimizer state covers every layer from init); "
                            "use FSDP: --fsdp under torchrun or accelerate launch", field="deepspeed")
+
+
+def tensor_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of each tensor, exact for FSDP-sharded (DTensor) gradients too.
+
+    A sharded tensor's norm is the square root of its shards' squared norms summed over the ranks, so
+    every per-layer aggregation built on top (IR's sum of square roots) matches the unsharded value to
+    float precision; plain tensors (already all-reduced by DDP, or a single process) are used as they are.
+    """
+    from torch.distributed.tensor import DTensor
+
+    sharded = [isinstance(t, DTensor) for t in tensors]
+    if not any(sharded):
+        return torch.stack(torch._foreach_norm(tensors))
+    local = [t.to_local() if s else t for t, s in zip(tensors, sharded)]
+    squares = torch.stack(torch._foreach_norm(local)).float().square()
+    mask = torch.tensor(sharded, device=squares.device)
+    partial = torch.where(mask, squares, torch.zeros_like(squares))
+    dist.all_reduce(partial, op=dist.ReduceOp.SUM, group=tensors[sharded.index(True)].device_mesh.get_group())
+    return torch.where(mask, partial, squares).sqrt()
+
+
+def shard_model(model: torch.nn.Module, blocks: torch.nn.ModuleList) -> torch.nn.Module:
+    """FSDP2 (``fully_shard``): every decoder block its own unit, then the root for what lies outside the
+    blocks (embeddings, final norm, head), so switching a block's layers on or off keeps each unit's
+    parameters uniform. Marked as sharded at load, so the ``Trainer`` neither wraps it in DDP nor shards
+    it again, and its optimizer (built from the sharded parameters) holds sharded state."""
+    from accelerate import PartialState
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    device = next(model.parameters()).device
+    PartialState(cpu=device.type == "cpu")  # the process group the Trainer would create, created now
+    if not is_distributed():
+        raise RevtuneError("--fsdp shards over several processes: launch with torchrun --nproc_per_node N "
+                           "or accelerate launch", field="fsdp")
+    mesh = init_device_mesh(device.type, (world_size(),))
+    for block in blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft -> transformers
+    target._is_distributed_loading_by_transformers = True  # the Trainer's path for pre-sharded models
+    return model
+
+
+def full_trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """Every trainable tensor whole, on the CPU (FSDP shards all-gathered: every rank must call it, and
+    all walk the parameters in the same order), or None when nothing is sharded."""
+    from torch.distributed.tensor import DTensor
+
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if not any(isinstance(p, DTensor) for _, p in trainable):
+        return None
+    return {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().cpu().clone()
+            for name, p in trainable}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..distributed import tensor_norms
 from ..models import decoder_blocks
 from .base import SelectionContext
 from .rules import SENTINEL
@@ -38,7 +39,7 @@ class GradNormSignal:
                     owners.append(layer)
         if not grads:
             return
-        norms = torch.stack(torch._foreach_norm(grads)).float().to(self.values.device)
+        norms = tensor_norms(grads).float().to(self.values.device)
         terms = norms.sqrt() if self.aggregation == "authors" else norms.square()
         index = torch.tensor(owners, device=self.values.device)
         sums = torch.zeros_like(self.values).index_add_(0, index, terms)

@@ -18,7 +18,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 from .. import adapters as adapter_lib
 from .. import distributed as dist_lib
 from ..errors import RevtuneError
-from ..models import load_model, prepare_tokenizer, quantization_config
+from ..models import decoder_blocks, load_model, prepare_tokenizer, quantization_config
 from ..rundir import building, write_json, write_text
 from ..runtime import PeakMemory, mixed_precision, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
@@ -165,6 +165,7 @@ def train_run(config, strategy: Strategy | None = None,
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
     check_quantize(config.quantize, strategy, adapters, device)
+    check_fsdp(config)
     with run_directory(config.out, config.overwrite) as tmp:
         loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
                             config.seed, config.tiny_layers, quantize=config.quantize)
@@ -175,6 +176,8 @@ def train_run(config, strategy: Strategy | None = None,
         model = adapter_lib.attach(loaded.model, adapters, task.name)
         model = model if config.quantize else model.to(device)
         upcast_trainable(model)
+        if config.fsdp:
+            dist_lib.shard_model(model, decoder_blocks(model))
         if prepare_model:
             prepare_model(model)
         task.prepare(tokenizer, device)
@@ -215,8 +218,9 @@ def train_run(config, strategy: Strategy | None = None,
                        model=config.model, strategy=strategy.name, adapter=adapters.kind,
                        world_size=world, global_batch_size=config.batch_size * config.grad_accum * world,
                        peak_memory_bytes_per_rank=dist_lib.gather_objects(peak_bytes))
+        state = dist_lib.full_trainable_state(model)  # gathered on every rank when FSDP shards it
         if dist_lib.is_main():
-            save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
+            save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
         dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
     say(summary_line(config.out, task, metrics))
     return RunResult(Path(config.out), metrics)
@@ -260,6 +264,22 @@ def upcast_trainable(model) -> None:
             param.data = param.data.float()
 
 
+def check_fsdp(config) -> None:
+    """Refuse, before any weight loads, the FSDP combinations no test covers here."""
+    if not config.fsdp:
+        return
+    if not dist_lib.launched_world_size() > 1:
+        raise RevtuneError("--fsdp shards over several processes: launch with torchrun --nproc_per_node N "
+                           "or accelerate launch", field="fsdp")
+    unsupported = [(config.task != "intent", "the revise task (its generation runs on rank 0 only)"),
+                   (config.dtype != "float32", f"--dtype {config.dtype} (FSDP mixed precision is untested here)"),
+                   (config.gradient_checkpointing, "--gradient-checkpointing"),
+                   (bool(config.quantize), "--quantize")]
+    for bad, what in unsupported:
+        if bad:
+            raise RevtuneError(f"--fsdp does not support {what}: use DDP (drop --fsdp)", field="fsdp")
+
+
 def check_quantize(quantize: str | None, strategy: Strategy, adapters, device) -> None:
     """Refuse, before any weight loads, a quantized base that cannot train here."""
     if not quantize:
@@ -281,10 +301,10 @@ def _load_trainable(model, state: dict) -> None:
             params[name].copy_(value.to(params[name].device))
 
 
-def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded) -> None:
+def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded, state=None) -> None:
     from ..report import plot_run
 
-    adapter_lib.save_adapter(model, adapters, tmp / "adapter")
+    adapter_lib.save_adapter(model, adapters, tmp / "adapter", state)
     tokenizer.save_pretrained(tmp / "tokenizer")
     resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
                 "adapter": adapters.kind, "model_source": loaded.source,
