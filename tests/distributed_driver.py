@@ -41,6 +41,13 @@ def runs(job: dict) -> None:
         train_run(RunConfig(**values), quiet=True)
 
 
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of an FSDP parameter, or the tensor itself."""
+    from torch.distributed.tensor import DTensor
+
+    return (tensor.to_local() if isinstance(tensor, DTensor) else tensor).detach()
+
+
 class Checker:
     """Per step: frozen layers' tensors must not move; active layers must get non-zero gradients."""
 
@@ -53,7 +60,7 @@ class Checker:
         class _Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
                 layers = checker.selector.ctx.layers
-                checker.before = [[p.detach().clone() for p in group] for group in layers.params]
+                checker.before = [[local(p).clone() for p in group] for group in layers.params]
 
             def on_pre_optimizer_step(self, args, state, control, **kwargs):
                 layers = checker.selector.ctx.layers
@@ -64,7 +71,7 @@ class Checker:
                 layers = checker.selector.ctx.layers
                 active = set(checker.selector.active)
                 moved = [i for i in range(layers.n_layers) if i not in active
-                         and any(not torch.equal(a, p.detach()) for a, p in zip(checker.before[i], layers.params[i]))]
+                         and any(not torch.equal(a, local(p)) for a, p in zip(checker.before[i], layers.params[i]))]
                 # lora_A's gradient is 0 while lora_B is still 0 at init: a layer counts by its total norm
                 zero = [i for i in active if not sum(g or 0.0 for g in checker.grads[i]) > 0]
                 stale = [i for i in range(layers.n_layers) if i not in active
@@ -75,11 +82,18 @@ class Checker:
 
         self.callback = _Callback()
 
-    def write(self, wrapped):
+    def write(self, wrapped, optimizer):
+        from torch.distributed.tensor import DTensor
+
         from revtune import distributed
 
+        states = [v for state in optimizer.state.values() for v in state.values()
+                  if torch.is_tensor(v) and v.dim() > 0]
         payload = {"rank": distributed.rank(), "world_size": distributed.world_size(),
-                   "wrapped": type(wrapped).__name__, "records": self.records}
+                   "wrapped": type(wrapped).__name__, "records": self.records,
+                   "optimizer_state_sharded": bool(states) and all(isinstance(v, DTensor) for v in states),
+                   "optimizer_state_local_share": sum(local(v).numel() for v in states) / max(1, sum(
+                       v.numel() for v in states))}
         (self.out / f"rank{distributed.rank()}.json").write_text(json.dumps(payload))
 
 
@@ -100,6 +114,11 @@ def invariant_case(job: dict) -> None:
     loaded = load_model("tiny", "intent", ["a", "b"], seed=0, tiny_layers=6)
     model = adapters.attach(loaded.model, adapters.AdapterConfig(kind="lora", r=4, alpha=8, dropout=0.0),
                             "intent")
+    if job.get("fsdp"):
+        from revtune.distributed import shard_model
+        from revtune.models import decoder_blocks
+
+        shard_model(model, decoder_blocks(model))
     generator = torch.Generator().manual_seed(0)
     rows = [{"input_ids": torch.randint(3, 200, (12,), generator=generator),
              "attention_mask": torch.ones(12, dtype=torch.long), "labels": i % 2} for i in range(64)]
@@ -115,7 +134,7 @@ def invariant_case(job: dict) -> None:
                              **checkpointing)
     trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[selector, checker.callback])
     trainer.train()
-    checker.write(trainer.model_wrapped)
+    checker.write(trainer.model_wrapped, trainer.optimizer)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from conftest import run_cli, tiny_args, write_iterater
 
@@ -36,7 +38,8 @@ def even_corpus(tmp_path_factory):
             "test": write_iterater(folder / "test.jsonl", 2, 200)}
 
 
-EXACT = ["fixed:1,3-4", "random:3", "lisa:2:3", "all"]
+EXACT = ["fixed:1,3-4", "random:3", "lisa:2:3", "all", "full"]
+FSDP = ["ir", "random:3", "lisa:2:3", "full", "all", "fixed:1,3-4"]
 CLOSE = ["ir", "ist"]
 
 
@@ -45,17 +48,21 @@ def equivalence(even_corpus, tmp_path_factory):
     """Every strategy once with 1 process x batch 8 and once with 2 processes x batch 4 (one launch each)."""
     root = tmp_path_factory.mktemp("equivalence")
 
-    def configs(layout: str, batch: int) -> list[dict]:
+    def configs(layout: str, batch: int, fsdp: bool = False) -> list[dict]:
         base = dict(model="tiny", train=str(even_corpus["train"]), dev=str(even_corpus["dev"]),
                     test=str(even_corpus["test"]), max_steps=STEPS, batch_size=batch, max_length=64, lora_r=4,
-                    lora_alpha=8, lora_dropout=0.0, eval_every=STEPS, seed=3, learning_rate=2e-3)
-        specs = CLOSE + EXACT + [f"replay:{root / 'one' / 'ir'}"]
-        return [dict(base, select=spec, out=str(root / layout / spec.split(":")[0])) for spec in specs]
+                    lora_alpha=8, lora_dropout=0.0, eval_every=STEPS, seed=3, learning_rate=2e-3, fsdp=fsdp)
+        specs = (FSDP if fsdp else CLOSE + EXACT) + [f"replay:{root / 'one' / 'ir'}"]
+        runs = [dict(base, select=spec, out=str(root / layout / spec.split(":")[0])) for spec in specs]
+        if layout == "two":  # DDP with bf16 mixed precision and non-reentrant checkpointing, for the matrix
+            runs.append(dict(base, select="ir", dtype="bfloat16", gradient_checkpointing=True,
+                             out=str(root / layout / "ir-bf16-checkpointing")))
+        return runs
 
     results = {}
-    for layout, nproc, batch in (("one", 1, 8), ("two", 2, 4)):
+    for layout, nproc, batch in (("one", 1, 8), ("two", 2, 4), ("fsdp", 2, 4)):
         job = root / f"{layout}.json"
-        job.write_text(json.dumps({"configs": configs(layout, batch)}))
+        job.write_text(json.dumps({"configs": configs(layout, batch, layout == "fsdp")}))
         done = torchrun(nproc, DRIVER, "runs", job)
         assert done.returncode == 0, done.stderr[-3000:]
         results[layout] = root / layout
@@ -93,6 +100,35 @@ def test_two_ranks_end_at_the_same_metrics_with_per_example_losses(equivalence, 
     assert max(abs(a - b) for a, b in zip(*losses)) < 0.05
 
 
+def test_ddp_runs_with_bf16_and_checkpointing(equivalence):
+    run = equivalence["two"] / "ir-bf16-checkpointing"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and len(selections(run)) == STEPS
+    assert all(entry["loss"] == entry["loss"] for entry in metrics["train_loss"])  # no NaN
+
+
+@pytest.mark.parametrize("spec", FSDP + ["replay"])
+def test_fsdp_selects_what_one_process_selects_from_exact_sharded_norms(equivalence, spec):
+    name = spec.split(":")[0]
+    one, fsdp = (equivalence[layout] / name for layout in ("one", "fsdp"))
+    if name == "ir":  # sum of square roots of per-tensor norms, each norm rebuilt from the ranks' shards
+        for a, b in zip(*(map(json.loads, (run / "selection.jsonl").read_text().splitlines()[:4]) for run in (one, fsdp))):
+            assert b["scores"] == pytest.approx(a["scores"], rel=1e-5)
+        share = sum(a == b for a, b in zip(selections(one), selections(fsdp))) / STEPS
+        print(f"ir under FSDP: {share:.0%} of {STEPS} steps select the same layers as 1 process")
+        assert share >= 0.9
+    else:
+        assert selections(one) == selections(fsdp)
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (one, fsdp)]
+    assert abs(metrics[0]["test"]["accuracy"] - metrics[1]["test"]["accuracy"]) <= 0.05
+    assert metrics[0]["train_loss"][-1]["loss"] == pytest.approx(metrics[1]["train_loss"][-1]["loss"], abs=0.05)
+    saved = [load_file(str(run / "adapter" / name)) for run in (one, fsdp)
+             for name in ["adapter_model.safetensors" if (run / "adapter" / "adapter_model.safetensors").exists()
+                          else "bottleneck.safetensors"]]
+    assert saved[0].keys() == saved[1].keys()
+    assert all(torch.allclose(saved[0][k], saved[1][k], atol=1e-4) for k in saved[0])
+
+
 def test_only_rank_zero_writes_one_complete_run_directory(equivalence):
     run = equivalence["two"] / "ir"
     assert {p.name for p in run.iterdir()} >= {"adapter", "config.json", "metrics.json", "selection.jsonl"}
@@ -107,6 +143,8 @@ def invariant_runs(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"invariants{request.param}")
     cases = {"toggled": dict(select="random:2", gradient_checkpointing=False),
              "checkpointing": dict(select="fixed:top2", gradient_checkpointing=True)}
+    if request.param > 1:
+        cases["fsdp"] = dict(select="random:2", fsdp=True)
     job = root / "job.json"
     job.write_text(json.dumps({"cases": [dict(case, out=str(root / name)) for name, case in cases.items()]}))
     done = torchrun(request.param, DRIVER, "invariants", job)
@@ -114,13 +152,18 @@ def invariant_runs(request, tmp_path_factory):
     return request.param, root
 
 
-@pytest.mark.parametrize("case", ["toggled", "checkpointing"])
+@pytest.mark.parametrize("case", ["toggled", "checkpointing", "fsdp"])
 def test_frozen_layers_never_move_and_selected_ones_get_gradients(invariant_runs, case):
     nproc, root = invariant_runs
+    if case == "fsdp" and nproc == 1:
+        pytest.skip("FSDP shards over several ranks")
     seen = [json.loads((root / case / f"rank{rank}.json").read_text()) for rank in range(nproc)]
     for view in seen:
         assert view["world_size"] == nproc
-        assert (view["wrapped"] == "DistributedDataParallel") == (nproc > 1)
+        assert (view["wrapped"] == "DistributedDataParallel") == (nproc > 1 and case != "fsdp")
+        assert view["optimizer_state_sharded"] == (case == "fsdp")
+        if case == "fsdp":  # AdamW's moments are sharded like the parameters: about 1/world per rank
+            assert view["optimizer_state_local_share"] == pytest.approx(1 / nproc, abs=0.05)
         assert len(view["records"]) == 6
         for record in view["records"]:
             assert record["frozen_moved"] == [] and record["frozen_with_grad"] == []
@@ -157,3 +200,54 @@ def test_what_needs_cuda_is_refused_in_one_line_before_loading(corpus, tmp_path,
     done = run_cli("train", *tiny_args(corpus, tmp_path / "q", *flags))
     assert done.returncode == 2 and expected in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "revtune: model" not in done.stdout
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_gpu_bench_says_it_cannot_run_without_cuda():
+    done = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--json"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 2 and done.stdout == ""
+    assert "needs a CUDA GPU" in done.stderr and "nothing was measured" in done.stderr
+
+
+@pytest.mark.parametrize("shape, billions", [("llama-8b", 7.50), ("qwen-14b", 13.99)])
+def test_gpu_bench_models_have_the_published_shapes(shape, billions):
+    """Built on the meta device: the parameter count of the classifier (published total minus lm_head)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(BENCH))
+    model = gpu.build_model(shape, None, device="meta")
+    assert sum(p.numel() for p in model.parameters()) / 1e9 == pytest.approx(billions, abs=0.01)
+    assert len(gpu.build_model(shape, 2, device="meta").model.layers) == 2
+
+
+@pytest.mark.parametrize("select", ["ir", "full"])
+def test_bfloat16_on_cpu_is_mixed_precision_with_float32_trainable_tensors(corpus, tmp_path, select):
+    """--dtype bfloat16: base weights bf16, trainable tensors (and so AdamW state) fp32, bf16 autocast on."""
+    from revtune.config import RunConfig
+    from revtune.models import decoder_blocks
+    from revtune.training.run import train_run
+
+    seen = {}
+
+    def inspect(model):
+        seen["model"] = model
+        seen["autocast"] = []
+        decoder_blocks(model)[0].register_forward_pre_hook(  # inside the Trainer's autocast forward
+            lambda module, args: seen["autocast"].append(torch.is_autocast_enabled("cpu")) if module.training else None)
+
+    config = RunConfig(model="tiny", train=str(corpus["train"]), dev=str(corpus["dev"]), test=str(corpus["test"]),
+                       max_steps=2, batch_size=4, max_length=48, lora_r=2, lora_alpha=4, dtype="bfloat16",
+                       select=select, out=str(tmp_path / "bf16"))
+    result = train_run(config, prepare_model=inspect, quiet=True)
+    params = dict(seen["model"].named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    assert trainable and all(params[n].dtype == torch.float32 for n in trainable)
+    frozen = [p.dtype for n, p in params.items() if n not in trainable]
+    assert (select == "full") or (frozen and all(d == torch.bfloat16 for d in frozen))
+    assert seen["autocast"] and all(seen["autocast"])
+    assert result.metrics["train_loss"] and all(e["loss"] == e["loss"] for e in result.metrics["train_loss"])

@@ -103,7 +103,8 @@ class LayerSelectionCallback(TrainerCallback):
             self._log.flush()
         self._started = time.perf_counter()
 
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        _unscale(optimizer)
         self.strategy.observe(state.global_step, self.active, self.ctx)
         if self._clip and self._clip > 0:
             grads = [p for group in (self.ctx.layers.params + [self.ctx.layers.outside]) for p in group
@@ -138,6 +139,14 @@ class LayerSelectionCallback(TrainerCallback):
             for layer in record["active"]:
                 counts[layer] += 1
         return counts
+
+
+def _unscale(optimizer) -> None:
+    """fp16: unscale the gradients before scores and clipping read them (the Trainer would have done it
+    in its own clipping, which the callback replaces); the scaler's step then skips a second unscale."""
+    scaler = getattr(optimizer, "scaler", None)  # accelerate's AcceleratedOptimizer under fp16
+    if scaler is not None and scaler.is_enabled():
+        scaler.unscale_(optimizer.optimizer)
 
 
 def _check_optimizer_holds(optimizer, layers: LayerMap) -> None:

@@ -165,7 +165,7 @@ def train_run(config, strategy: Strategy | None = None,
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
     check_quantize(config.quantize, strategy, adapters, device)
-    check_fsdp(config)
+    check_fsdp(config, strategy)
     with run_directory(config.out, config.overwrite) as tmp:
         loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
                             config.seed, config.tiny_layers, quantize=config.quantize)
@@ -264,10 +264,16 @@ def upcast_trainable(model) -> None:
             param.data = param.data.float()
 
 
-def check_fsdp(config) -> None:
+FSDP_STRATEGIES = ("ir", "all", "fixed", "full", "random", "lisa", "replay")  # tests/test_distributed.py
+
+
+def check_fsdp(config, strategy: Strategy) -> None:
     """Refuse, before any weight loads, the FSDP combinations no test covers here."""
     if not config.fsdp:
         return
+    if strategy.name.split(":")[0] not in FSDP_STRATEGIES:
+        raise RevtuneError(f"--fsdp supports the strategies {', '.join(FSDP_STRATEGIES)}; "
+                           f"'{strategy.name}' is untested under FSDP: use DDP (drop --fsdp)", field="fsdp")
     if not dist_lib.launched_world_size() > 1:
         raise RevtuneError("--fsdp shards over several processes: launch with torchrun --nproc_per_node N "
                            "or accelerate launch", field="fsdp")
