@@ -38,9 +38,9 @@ def even_corpus(tmp_path_factory):
             "test": write_iterater(folder / "test.jsonl", 2, 200)}
 
 
-EXACT = ["fixed:1,3-4", "random:3", "lisa:2:3", "all", "full"]
+EXACT = ["fixed:1,3-4", "random:3", "lisa:2:3", "all", "full", "weight"]
 FSDP = ["ir", "random:3", "lisa:2:3", "full", "all", "fixed:1,3-4"]
-CLOSE = ["ir", "ist"]
+CLOSE = ["ir", "ist", "cosine"]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,8 @@ def equivalence(even_corpus, tmp_path_factory):
         base = dict(model="tiny", train=str(even_corpus["train"]), dev=str(even_corpus["dev"]),
                     test=str(even_corpus["test"]), max_steps=STEPS, batch_size=batch, max_length=64, lora_r=4,
                     lora_alpha=8, lora_dropout=0.0, eval_every=STEPS, seed=3, learning_rate=2e-3, fsdp=fsdp)
-        specs = (FSDP if fsdp else CLOSE + EXACT) + [f"replay:{root / 'one' / 'ir'}"]
+        specs = (FSDP if fsdp else CLOSE + EXACT + [f"frequency:{root / 'one' / 'ir'}"]) + \
+            [f"replay:{root / 'one' / 'ir'}"]
         runs = [dict(base, select=spec, out=str(root / layout / spec.split(":")[0])) for spec in specs]
         if layout == "two":  # DDP with bf16 mixed precision and non-reentrant checkpointing, for the matrix
             runs.append(dict(base, select="ir", dtype="bfloat16", gradient_checkpointing=True,
@@ -69,7 +70,7 @@ def equivalence(even_corpus, tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("spec", EXACT + ["replay"])
+@pytest.mark.parametrize("spec", EXACT + ["replay", "frequency"])
 def test_two_ranks_select_exactly_what_one_process_selects(equivalence, spec):
     name = spec.split(":")[0]
     one, two = (selections(equivalence[layout] / name) for layout in ("one", "two"))
@@ -87,7 +88,7 @@ def test_two_ranks_agree_with_one_process_on_most_steps(equivalence, name):
     assert len(one) == len(two) == STEPS and share >= 0.9
 
 
-@pytest.mark.parametrize("name", CLOSE + ["fixed", "random", "lisa", "all", "replay"])
+@pytest.mark.parametrize("name", CLOSE + ["fixed", "random", "lisa", "all", "replay", "weight", "frequency"])
 def test_two_ranks_end_at_the_same_metrics_with_per_example_losses(equivalence, name):
     one, two = (json.loads((equivalence[layout] / name / "metrics.json").read_text()) for layout in ("one", "two"))
     assert (one["world_size"], one["global_batch_size"]) == (1, 8)
