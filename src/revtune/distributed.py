@@ -130,12 +130,16 @@ def gather_in_order(local: np.ndarray, n: int) -> np.ndarray:
     return np.stack(rows) if rows else local
 
 
-def refuse_deepspeed(config_path: str | None = None) -> None:
-    """DeepSpeed is not tested here: refuse a DeepSpeed config (``--deepspeed`` or ``accelerate launch
-    --use_deepspeed``) before any model loads, pointing at FSDP."""
-    if config_path or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+def refuse_untested_engines(deepspeed_config: str | None = None) -> None:
+    """Refuse, before any model loads, the engines no test covers here: DeepSpeed (``--deepspeed`` or
+    ``accelerate launch --use_deepspeed``) and Accelerate's own FSDP plugin (``--use_fsdp``), both
+    pointing at ``--fsdp``, revtune's FSDP2 path."""
+    if deepspeed_config or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         raise RevtuneError("DeepSpeed is not supported (its optimizer state covers every layer from init); "
                            "use FSDP: --fsdp under torchrun or accelerate launch", field="deepspeed")
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        raise RevtuneError("Accelerate's FSDP plugin (--use_fsdp) is not supported: launch without it and "
+                           "pass --fsdp (FSDP2, each decoder block its own unit)", field="fsdp")
 
 
 def tensor_norms(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -155,7 +155,7 @@ def train_run(config, strategy: Strategy | None = None,
               quiet: bool = False) -> RunResult:
     """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
     say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
-    dist_lib.refuse_deepspeed(config.deepspeed)
+    dist_lib.refuse_untested_engines(config.deepspeed)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
