@@ -56,7 +56,7 @@ def one(args) -> dict:
     from revtune import adapters
     from revtune.selection.callback import LayerSelectionCallback
     from revtune.selection.registry import build_strategy
-    from revtune.training.run import upcast_trainable
+    from revtune.training.engine import upcast_trainable
 
     strategy = build_strategy(args.one if args.one != "replay" else f"replay:{args.replay}")
     kind = strategy.adapter or strategy.default_adapter or "lora"

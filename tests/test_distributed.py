@@ -2,6 +2,7 @@
 per-step invariants, agreement failures, and the refusals of what is not supported here."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,23 @@ def rank_env() -> dict:
             "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
 
 
+def shared_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test session, also under pytest-xdist (workers share the base temp's
+    parent and wait on a file lock), so the expensive torchrun launches never run twice."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name  # this session only
+    with FileLock(str(root) + ".lock"):
+        done = root / "complete"
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            build(root)
+            done.write_text("ok")
+    return root
+
+
 def selections(run: Path) -> list[list[int]]:
     return [json.loads(line)["active"] for line in (run / "selection.jsonl").read_text().splitlines()]
 
@@ -51,7 +69,10 @@ CLOSE = ["ir", "ist", "cosine"]
 @pytest.fixture(scope="module")
 def equivalence(even_corpus, tmp_path_factory):
     """Every strategy once with 1 process x batch 8 and once with 2 processes x batch 4 (one launch each)."""
-    root = tmp_path_factory.mktemp("equivalence")
+    return shared_once(tmp_path_factory, "revtune-equivalence", lambda root: launch_equivalence(root, even_corpus))
+
+
+def launch_equivalence(root: Path, even_corpus) -> None:
 
     def configs(layout: str, batch: int, fsdp: bool = False) -> list[dict]:
         base = dict(model="tiny", train=str(even_corpus["train"]), dev=str(even_corpus["dev"]),
@@ -63,22 +84,20 @@ def equivalence(even_corpus, tmp_path_factory):
         if layout == "two":  # DDP with bf16 mixed precision and non-reentrant checkpointing, for the matrix
             runs.append(dict(base, select="ir", dtype="bfloat16", gradient_checkpointing=True,
                              out=str(root / layout / "ir-bf16-checkpointing")))
+            runs.append(dict(base, task="revise", select="ir", dev_generate=2, out=str(root / layout / "revise")))
         return runs
 
-    results = {}
     for layout, nproc, batch in (("one", 1, 8), ("two", 2, 4), ("fsdp", 2, 4)):
         job = root / f"{layout}.json"
         job.write_text(json.dumps({"configs": configs(layout, batch, layout == "fsdp")}))
         done = torchrun(nproc, DRIVER, "runs", job)
         assert done.returncode == 0, done.stderr[-3000:]
-        results[layout] = root / layout
-    return results
 
 
 @pytest.mark.parametrize("spec", EXACT + ["replay", "frequency"])
 def test_two_ranks_select_exactly_what_one_process_selects(equivalence, spec):
     name = spec.split(":")[0]
-    one, two = (selections(equivalence[layout] / name) for layout in ("one", "two"))
+    one, two = (selections(equivalence / layout / name) for layout in ("one", "two"))
     assert len(one) == len(two) == STEPS
     assert one == two
     if name in ("random", "lisa"):
@@ -87,7 +106,7 @@ def test_two_ranks_select_exactly_what_one_process_selects(equivalence, spec):
 
 @pytest.mark.parametrize("name", CLOSE)
 def test_two_ranks_agree_with_one_process_on_most_steps(equivalence, name):
-    one, two = (selections(equivalence[layout] / name) for layout in ("one", "two"))
+    one, two = (selections(equivalence / layout / name) for layout in ("one", "two"))
     share = sum(a == b for a, b in zip(one, two)) / len(one)
     print(f"{name}: {share:.0%} of {len(one)} steps select the same layers with 1 and 2 processes")
     assert len(one) == len(two) == STEPS and share >= 0.9
@@ -95,7 +114,7 @@ def test_two_ranks_agree_with_one_process_on_most_steps(equivalence, name):
 
 @pytest.mark.parametrize("name", CLOSE + ["fixed", "random", "lisa", "all", "replay", "weight", "frequency"])
 def test_two_ranks_end_at_the_same_metrics_with_per_example_losses(equivalence, name):
-    one, two = (json.loads((equivalence[layout] / name / "metrics.json").read_text()) for layout in ("one", "two"))
+    one, two = (json.loads((equivalence / layout / name / "metrics.json").read_text()) for layout in ("one", "two"))
     assert (one["world_size"], one["global_batch_size"]) == (1, 8)
     assert (two["world_size"], two["global_batch_size"]) == (2, 8)
     assert len(two["peak_memory_bytes_per_rank"]) == 2
@@ -107,16 +126,23 @@ def test_two_ranks_end_at_the_same_metrics_with_per_example_losses(equivalence, 
 
 
 def test_ddp_runs_with_bf16_and_checkpointing(equivalence):
-    run = equivalence["two"] / "ir-bf16-checkpointing"
+    run = equivalence / "two" / "ir-bf16-checkpointing"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and len(selections(run)) == STEPS
     assert all(entry["loss"] == entry["loss"] for entry in metrics["train_loss"])  # no NaN
 
 
+def test_ddp_trains_the_revise_task_and_scores_it_once(equivalence):
+    run = equivalence / "two" / "revise"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and len(selections(run)) == STEPS
+    assert metrics["test"] and all(entry["loss"] == entry["loss"] for entry in metrics["train_loss"])
+
+
 @pytest.mark.parametrize("spec", FSDP + ["replay"])
 def test_fsdp_selects_what_one_process_selects_from_exact_sharded_norms(equivalence, spec):
     name = spec.split(":")[0]
-    one, fsdp = (equivalence[layout] / name for layout in ("one", "fsdp"))
+    one, fsdp = (equivalence / layout / name for layout in ("one", "fsdp"))
     if name == "ir":  # sum of square roots of per-tensor norms, each norm rebuilt from the ranks' shards
         for a, b in zip(*(map(json.loads, (run / "selection.jsonl").read_text().splitlines()[:4]) for run in (one, fsdp))):
             assert b["scores"] == pytest.approx(a["scores"], rel=1e-5)
@@ -136,7 +162,7 @@ def test_fsdp_selects_what_one_process_selects_from_exact_sharded_norms(equivale
 
 
 def test_only_rank_zero_writes_one_complete_run_directory(equivalence):
-    run = equivalence["two"] / "ir"
+    run = equivalence / "two" / "ir"
     assert {p.name for p in run.iterdir()} >= {"adapter", "config.json", "metrics.json", "selection.jsonl"}
     assert [p.name for p in run.parent.iterdir() if p.name.startswith(".")] == []
     assert len(selections(run)) == STEPS  # one log line per step, not one per rank
@@ -146,16 +172,19 @@ def test_only_rank_zero_writes_one_complete_run_directory(equivalence):
 def invariant_runs(request, tmp_path_factory):
     """random:2 changes the set every step; fixed:top2 with non-reentrant checkpointing leaves a frozen
     prefix below the trained layers. Both cases in one launch per world size."""
-    root = tmp_path_factory.mktemp(f"invariants{request.param}")
+    return request.param, shared_once(tmp_path_factory, f"revtune-invariants{request.param}",
+                                      lambda root: launch_invariants(root, request.param))
+
+
+def launch_invariants(root: Path, nproc: int) -> None:
     cases = {"toggled": dict(select="random:2", gradient_checkpointing=False),
              "checkpointing": dict(select="fixed:top2", gradient_checkpointing=True)}
-    if request.param > 1:
+    if nproc > 1:
         cases["fsdp"] = dict(select="random:2", fsdp=True)
     job = root / "job.json"
     job.write_text(json.dumps({"cases": [dict(case, out=str(root / name)) for name, case in cases.items()]}))
-    done = torchrun(request.param, DRIVER, "invariants", job)
+    done = torchrun(nproc, DRIVER, "invariants", job)
     assert done.returncode == 0, done.stderr[-3000:]
-    return request.param, root
 
 
 @pytest.mark.parametrize("case", ["toggled", "checkpointing", "fsdp"])

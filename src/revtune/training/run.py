@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,13 +16,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 from .. import adapters as adapter_lib
 from .. import distributed as dist_lib
 from ..errors import RevtuneError
-from ..models import decoder_blocks, load_model, prepare_tokenizer, quantization_config
-from ..rundir import building, write_json, write_text
+from ..models import decoder_blocks, load_model, prepare_tokenizer
+from ..rundir import write_json, write_text
 from ..runtime import PeakMemory, mixed_precision, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
 from .data import load_splits
+from .engine import check_engine, evaluate_split, run_directory, tune_once, upcast_trainable
 
 
 @dataclass
@@ -91,39 +90,6 @@ class QuietProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
 
-def evaluate_split(task, model, split: str) -> dict:
-    """A split's scores, the same dict on every rank and computed once: a task that shards its own
-    evaluation (``shards_evaluation``) runs on every rank; any other runs on rank 0 and is broadcast."""
-    if getattr(task, "shards_evaluation", False) or not dist_lib.is_distributed():
-        return task.evaluate(model, split)
-    return dist_lib.broadcast_object(task.evaluate(model, split) if dist_lib.is_main() else None)
-
-
-def _tune_once(task, model) -> dict:
-    if getattr(task, "shards_evaluation", False) or not dist_lib.is_distributed():
-        return task.tune(model)
-    decided = dist_lib.broadcast_object(task.tune(model) if dist_lib.is_main() else None)
-    if "threshold" in decided:
-        task.threshold = decided["threshold"]
-    return decided
-
-
-@contextmanager
-def run_directory(out, overwrite: bool):
-    """Rank 0 builds the run directory atomically (``rundir.building``); the other ranks get a private
-    scratch folder for the Trainer, removed at the end. The directory is renamed into place only after
-    every rank has passed the final barrier, so a run where any rank failed leaves no run directory."""
-    if dist_lib.is_main():
-        with building(out, overwrite) as tmp:
-            yield tmp
-        return
-    scratch = Path(tempfile.mkdtemp(prefix="revtune-rank-"))
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingArguments:
     warmup = min(config.warmup_steps, max(0, total_steps // 10)) if total_steps < 10 * config.warmup_steps \
         else config.warmup_steps
@@ -155,17 +121,14 @@ def train_run(config, strategy: Strategy | None = None,
               quiet: bool = False) -> RunResult:
     """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
     say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
-    dist_lib.refuse_untested_engines(config.deepspeed)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
-    mixed_precision(config.dtype, device)  # refuses fp16 off CUDA before anything loads
     splits = load_splits(config)
     strategy = strategy or build_strategy(config.select, selection_options(config))
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
-    check_quantize(config.quantize, strategy, adapters, device)
-    check_fsdp(config, strategy)
+    check_engine(config, strategy, adapters, device)
     with run_directory(config.out, config.overwrite) as tmp:
         loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
                             config.seed, config.tiny_layers, quantize=config.quantize)
@@ -227,7 +190,7 @@ def train_run(config, strategy: Strategy | None = None,
 
 
 def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
-    metrics = {"decision": _tune_once(task, model)}
+    metrics = {"decision": tune_once(task, model)}
     metrics["test"] = evaluate_split(task, model, "test")
     metrics["final_dev"] = tracker.history[-1] if tracker.history else {}
     metrics["best_dev"] = tracker.best or {}
@@ -253,51 +216,6 @@ def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
         importance_frequency=selector.importance_frequency(),
     )
     return metrics
-
-
-def upcast_trainable(model) -> None:
-    """Trainable tensors (adapters, a head, full-weight blocks) in float32 whatever the base dtype: the
-    Trainer's bf16/fp16 mixed precision then autocasts the compute, AdamW keeps fp32 state, and fp16's
-    gradient scaler can unscale (it refuses fp16 gradients)."""
-    for param in model.parameters():
-        if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
-            param.data = param.data.float()
-
-
-FSDP_STRATEGIES = ("ir", "all", "fixed", "full", "random", "lisa", "replay")  # tests/test_distributed.py
-
-
-def check_fsdp(config, strategy: Strategy) -> None:
-    """Refuse, before any weight loads, the FSDP combinations no test covers here."""
-    if not config.fsdp:
-        return
-    if strategy.name.split(":")[0] not in FSDP_STRATEGIES:
-        raise RevtuneError(f"--fsdp supports the strategies {', '.join(FSDP_STRATEGIES)}; "
-                           f"'{strategy.name}' is untested under FSDP: use DDP (drop --fsdp)", field="fsdp")
-    if not dist_lib.launched_world_size() > 1:
-        raise RevtuneError("--fsdp shards over several processes: launch with torchrun --nproc_per_node N "
-                           "or accelerate launch", field="fsdp")
-    unsupported = [(config.task != "intent", "the revise task (its generation runs on rank 0 only)"),
-                   (config.dtype != "float32", f"--dtype {config.dtype} (FSDP mixed precision is untested here)"),
-                   (config.gradient_checkpointing, "--gradient-checkpointing"),
-                   (bool(config.quantize), "--quantize")]
-    for bad, what in unsupported:
-        if bad:
-            raise RevtuneError(f"--fsdp does not support {what}: use DDP (drop --fsdp)", field="fsdp")
-
-
-def check_quantize(quantize: str | None, strategy: Strategy, adapters, device) -> None:
-    """Refuse, before any weight loads, a quantized base that cannot train here."""
-    if not quantize:
-        return
-    if adapters.kind == "none":
-        raise RevtuneError(f"--quantize {quantize} trains adapters on a frozen quantized base: strategy "
-                           f"'{strategy.name}' with adapter none trains the base weights itself", field="quantize")
-    quantization_config(quantize, device)
-    if strategy.name == "weight":
-        raise RevtuneError("the weight signal reads base weight norms, which a quantized base does not hold "
-                           "in full precision: use ir, cosine or another strategy with --quantize",
-                           field="quantize")
 
 
 def _load_trainable(model, state: dict) -> None:
