@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 STEPS = 12  # past IST's first score update (every 10 steps)
 
 
-def torchrun(nproc: int, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+def torchrun(nproc: int, *args, timeout: int = 2400) -> subprocess.CompletedProcess:
     """A real torchrun on a free port (--standalone), one thread per rank, gloo on CPU."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
