@@ -84,7 +84,8 @@ def launch_equivalence(root: Path, even_corpus) -> None:
         if layout == "two":  # DDP with bf16 mixed precision and non-reentrant checkpointing, for the matrix
             runs.append(dict(base, select="ir", dtype="bfloat16", gradient_checkpointing=True,
                              out=str(root / layout / "ir-bf16-checkpointing")))
-            runs.append(dict(base, task="revise", select="ir", dev_generate=2, out=str(root / layout / "revise")))
+            runs.append(dict(base, task="revise", select="ir", dev_generate=2, max_length=160,
+                             out=str(root / layout / "revise")))
         return runs
 
     for layout, nproc, batch in (("one", 1, 8), ("two", 2, 4), ("fsdp", 2, 4)):

@@ -63,13 +63,6 @@ def mean_across_ranks(values):
     return (tensor / dist.get_world_size()).cpu().numpy()
 
 
-def sum_across_ranks_(tensor: torch.Tensor, group=None) -> torch.Tensor:
-    """In-place sum over the ranks of ``group`` (every rank when None)."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
-    return tensor
-
-
 def gather_objects(value) -> list:
     """Every rank's ``value``, in rank order (``[value]`` in a single process)."""
     if not is_distributed():
