@@ -198,18 +198,20 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path) -> None:
+def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
     """peft adapters through ``save_pretrained`` (so ``PeftModel.from_pretrained`` loads them); others as
-    safetensors of the trainable tensors beside a small JSON that says how to rebuild them."""
+    safetensors of the trainable tensors beside a small JSON that says how to rebuild them. ``state``
+    (the trainable tensors, gathered whole from an FSDP-sharded model) replaces reading the model's own."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
+    state = adapter_state(model) if state is None else state
     if config.kind in ("lora", "dora"):
-        model.save_pretrained(folder)
-        extra = {n: t for n, t in adapter_state(model).items()
-                 if "lora_" not in n and "modules_to_save" not in n}
+        model.save_pretrained(folder, state_dict=state)
+        extra = {n: t for n, t in state.items() if "lora_" not in n and "modules_to_save" not in n}
     else:
-        extra = adapter_state(model)
+        extra = state
     if extra:
         save_file(extra, str(folder / BOTTLENECK_FILE))
     (folder / REVTUNE_ADAPTER_CONFIG).write_text(json.dumps(asdict(config), indent=2))

@@ -21,6 +21,7 @@ TASK_CHOICES = ("intent", "revise")
 CLASS_WEIGHTS = ("balanced", "none")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("greedy", "beam", "sample")
+QUANTIZE = (None, "4bit", "8bit")
 
 
 def _f(default, help_text, **kw):
@@ -111,6 +112,12 @@ class RunConfig:
                                 "randomization tests", group="compare")
     confidence: float = _f(0.95, "compare: interval level; a difference is marked significant at "
                            "p < 1 - confidence", group="compare")
+    # --- distributed, precision and quantized bases (issue 10) ---
+    fsdp: bool = _f(False, "shard with FSDP2 (fully_shard; each decoder block its own unit) under torchrun "
+                    "or accelerate launch")
+    quantize: str | None = _f(None, "4bit or 8bit: load the base through bitsandbytes (CUDA) and train "
+                              "adapters on top")
+    deepspeed: str | None = _f(None, "refused: DeepSpeed is not supported, use --fsdp")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
     # --- Reference fidelity (issue 12). ir_grad_accum and cosine_reduction belong to the ir and cosine
@@ -161,6 +168,7 @@ class RunConfig:
              "seeds", "expected distinct whole numbers >= 0, e.g. 0,1,2"),
             (self.bootstrap_samples >= 100, "bootstrap_samples", "expected >= 100"),
             (0.5 <= self.confidence < 1, "confidence", "expected a level in [0.5, 1), e.g. 0.95"),
+            (self.quantize in QUANTIZE, "quantize", "expected 4bit or 8bit"),
         ]
         for ok, name, message in checks:
             if not ok:

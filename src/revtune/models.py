@@ -166,13 +166,19 @@ def _model_class(task: str, multi_label: bool):
 
 def load_model(spec: str, task: str, labels: list[str] | None = None, multi_label: bool = False,
                dtype: torch.dtype = torch.float32, seed: int = 0, tiny_layers: int = 8,
-               local_only: bool = False) -> LoadedModel:
+               local_only: bool = False, quantize: str | None = None) -> LoadedModel:
     """Load ``spec`` with the head ``task`` needs: a sequence classifier over ``labels`` or a causal LM.
 
     ``local_only``: a hub id is read from the local cache only, never downloaded (a run directory's
-    config names its model; using a finished run must not reach the network).
+    config names its model; using a finished run must not reach the network). ``quantize`` ("4bit",
+    "8bit") loads the base through bitsandbytes (QLoRA-style), refused with one line before any weight
+    loads where bitsandbytes cannot run.
     """
     cls = _model_class(task, multi_label)
+    quantized = quantization_config(quantize, torch.device("cuda") if quantize else None, dtype)
+    if quantized is not None and spec == "tiny":
+        raise RevtuneError("--quantize needs pretrained weights: the 'tiny' test model is built in-process",
+                           field="quantize")
     label_kwargs = {}
     if task == "intent":
         if not labels:
@@ -192,7 +198,33 @@ def load_model(spec: str, task: str, labels: list[str] | None = None, multi_labe
         print(f"revtune: model 'tiny' is a random-weight Llama with {tiny_layers} layers, for tests only",
               flush=True)
         return LoadedModel(model, tokenizer, spec, "in-process random weights")
+    if quantized is not None:
+        label_kwargs = {**label_kwargs, "quantization_config": quantized, "device_map": {"": 0}}
     return load_pretrained(_resolve_source(spec), spec, cls, label_kwargs, dtype, local_only)
+
+
+def quantization_config(quantize: str | None, device: torch.device | None, dtype=torch.bfloat16):
+    """A ``BitsAndBytesConfig`` for ``quantize`` or None; refuses where bitsandbytes cannot load it.
+
+    Only CUDA is accepted: bitsandbytes' CPU backend is not tested here, and a silent fallback to a
+    full-precision base would break the user's memory budget.
+    """
+    if not quantize:
+        return None
+    if device is None or device.type != "cuda" or not torch.cuda.is_available():
+        raise RevtuneError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); this machine has "
+                           f"{'no CUDA' if not torch.cuda.is_available() else 'device ' + str(device)}: "
+                           "drop --quantize", field="quantize")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RevtuneError(f"--quantize {quantize} needs bitsandbytes: pip install bitsandbytes",
+                           field="quantize")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = dtype if dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
 
 
 def load_pretrained(source: str, spec: str, cls, label_kwargs: dict, dtype,

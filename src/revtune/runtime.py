@@ -72,3 +72,16 @@ class PeakMemory:
 
 def cpu_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
+
+
+def mixed_precision(dtype: str, device: torch.device) -> dict:
+    """The Trainer's mixed-precision switches for a run's ``--dtype``.
+
+    bfloat16: bf16 autocast (CUDA, and CPU, where torch autocasts to bf16 too). float16: fp16 autocast
+    with a gradient scaler, CUDA only: on CPU fp16 matmuls are slow or missing, so it is refused.
+    The base weights are loaded in ``dtype``; trainable tensors stay float32 (``upcast_trainable``).
+    """
+    if dtype == "float16" and device.type != "cuda":
+        raise RevtuneError(f"--dtype float16 needs a CUDA GPU (mixed precision with a gradient scaler); "
+                           f"on {device.type} use --dtype bfloat16 or float32", field="dtype")
+    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}

@@ -13,6 +13,7 @@ import numpy as np
 from torch import nn
 
 from ..adapters import LayerMap
+from ..distributed import mean_across_ranks
 
 
 @dataclass
@@ -103,6 +104,8 @@ class Strategy:
 
     def choose(self, step: int, ctx: SelectionContext) -> tuple[list[int], list[float] | None]:
         scores = self.signal.scores(step, ctx)
+        if scores is not None:  # one score vector on every rank before the rule runs (distributed.py)
+            scores = mean_across_ranks(scores)
         active, seen = self.rule.select(step, scores, ctx)
         return sorted(active), (None if seen is None else [float(s) for s in seen])
 

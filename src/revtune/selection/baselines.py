@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distributed import mean_across_ranks
 from ..errors import RevtuneError
 from ..models import decoder_blocks
 from .base import NoSignal, SelectionContext, Strategy
@@ -176,7 +177,7 @@ class IstSignal(NoSignal):
             subset = _draw(ctx, size, p)
             if subset not in subsets or len(subsets) >= distinct:
                 subsets.append(subset)
-        losses = np.array([self.damped_loss(ctx, subset, batch) for subset in subsets])
+        losses = mean_across_ranks([self.damped_loss(ctx, subset, batch) for subset in subsets])
         rewards = np.exp(-losses) - np.exp(-losses).mean()
         for subset, reward in zip(subsets, rewards):
             self.values[subset] += reward * p[subset] * (1 - p[subset]) * self.gain

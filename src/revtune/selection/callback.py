@@ -16,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..adapters import LayerMap, layer_map
+from ..distributed import check_agreement, is_main
 from ..errors import RevtuneError
 from .base import SelectionContext, Strategy, TrainSource
 from .registry import SelectionOptions, build_strategy
@@ -46,6 +47,11 @@ class LayerSelectionCallback(TrainerCallback):
 
     The optimizer must be built while every layer is trainable, as ``Trainer`` does when handed a peft
     model: a parameter added to the optimizer later would never update. The callback checks this.
+    Under DDP/FSDP (``torchrun``, ``accelerate launch``) the optimizer and the DDP reducer are built
+    while every layer requires grad, so a layer may train at any later step; frozen layers have their
+    gradients set to None, so neither a stale gradient nor the reducer can move them. Scores are averaged
+    over the ranks before the rule runs, random draws come from the same seed on every rank, and the
+    active set is all-gathered every step: ranks that disagree stop the run with the step and the ranks.
     Gradient clipping: IR scores are defined on gradients *before* clipping, but ``Trainer`` clips before
     any callback runs, so the callback takes over clipping (it sets ``args.max_grad_norm`` to 0 for the
     run, clips to the same norm after scoring, and restores the argument at the end).
@@ -89,7 +95,7 @@ class LayerSelectionCallback(TrainerCallback):
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)
         self._args, self._clip = args, args.max_grad_norm
         args.max_grad_norm = 0.0
-        if self.log_path:
+        if self.log_path and is_main():  # one log per run, not one per rank
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("w")
 
@@ -104,6 +110,7 @@ class LayerSelectionCallback(TrainerCallback):
             if not self.active:
                 raise RuntimeError(f"strategy {self.strategy.name} chose no layer at step {step}")
             apply_active(self.ctx.layers, self.active)
+        check_agreement(step, self.active)
         record = {"step": step, "active": self.active, "scores": self.scores}
         self.history.append(record)
         self.steps_seen += 1
@@ -116,7 +123,8 @@ class LayerSelectionCallback(TrainerCallback):
             self._log.flush()
         self._started = time.perf_counter()
 
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        _unscale(optimizer)
         self.strategy.observe(state.global_step, self.active, self.ctx)
         if self._clip and self._clip > 0:
             grads = [p for group in (self.ctx.layers.params + [self.ctx.layers.outside]) for p in group
@@ -160,6 +168,14 @@ class LayerSelectionCallback(TrainerCallback):
     def importance_frequency(self) -> list[int]:
         """How many steps each layer was active: Intention-Tuning's G_l."""
         return list(self.counts)
+
+
+def _unscale(optimizer) -> None:
+    """fp16: unscale the gradients before scores and clipping read them (the Trainer would have done it
+    in its own clipping, which the callback replaces); the scaler's step then skips a second unscale."""
+    scaler = getattr(optimizer, "scaler", None)  # accelerate's AcceleratedOptimizer under fp16
+    if scaler is not None and scaler.is_enabled():
+        scaler.unscale_(optimizer.optimizer)
 
 
 def _check_optimizer_holds(optimizer, layers: LayerMap) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..distributed import tensor_norms
 from ..models import decoder_blocks
 from .base import SelectionContext
 from .rules import SENTINEL

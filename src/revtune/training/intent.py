@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..distributed import gather_in_order, shard_of
 from ..metrics.classification import classification_metrics, predict_classes, tune_threshold
 from ..prompts import intent_prompt
 from ..rundir import write_jsonl
@@ -14,18 +15,26 @@ from .data import PadCollator, Splits, encode_intents
 
 
 def batched_logits(model, dataset, collator, batch_size: int, device) -> np.ndarray:
-    """Logits of every example, in order, with no gradients and the model in eval mode."""
+    """Logits of every example, in order, with no gradients and the model in eval mode.
+
+    Under torchrun each rank scores its own shard (``rank::world``, padded so every rank runs the same
+    number of forwards, as FSDP needs) and the shards are gathered back in order on every rank: the split
+    is scored once, not once per rank.
+    """
+    mine, length = shard_of(len(dataset))
+    padded = mine + [mine[-1] if mine else 0] * (length - len(mine))
     was_training = model.training
     model.eval()
     chunks = []
     with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        for start in range(0, len(padded), batch_size):
+            batch = collator([dataset[i] for i in padded[start:start + batch_size]])
             batch.pop("labels", None)
             batch = {k: v.to(device) for k, v in batch.items()}
             chunks.append(model(**batch).logits.float().cpu())
     model.train(was_training)
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0))
+    local = torch.cat(chunks).numpy()[:len(mine)] if chunks else np.zeros((0, 0))
+    return gather_in_order(local, len(dataset))
 
 
 def class_weights(rows: list[dict], n_classes: int, multi_label: bool) -> torch.Tensor:
@@ -68,6 +77,7 @@ class IntentTask:
     name = "intent"
     model_task = "intent"
     headline = "macro_f1"
+    shards_evaluation = True  # batched_logits splits the examples over the ranks
 
     def __init__(self, config, splits: Splits):
         self.config = config

@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 import shutil
 from array import array
-import warnings
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,15 +15,18 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from .. import adapters as adapter_lib
+from .. import distributed as dist_lib
 from ..errors import RevtuneError
-from ..models import load_model, prepare_tokenizer
+from .. import distributed as dist_lib
+from ..models import decoder_blocks, load_model, prepare_tokenizer
 from ..planner import check_limit, format_plan, plan_run
-from ..rundir import building, write_json, write_text
-from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
+from ..rundir import write_json, write_text
+from ..runtime import PeakMemory, mixed_precision, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
 from .data import load_splits
+from .engine import check_engine, evaluate_split, run_directory, tune_once, upcast_trainable
 from .memory import StepMemory
 
 
@@ -70,12 +73,12 @@ class BestDevTracker(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.test_every and state.global_step % self.test_every == 0:
-            scores = self.task.evaluate(self.model, "test")
+            scores = evaluate_split(self.task, self.model, "test")
             if scores:
                 self.test_history.append({"step": state.global_step,
                                           **{k: v for k, v in scores.items() if k != "per_class"}})
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
-            scores = self.task.evaluate(self.model, "dev")
+            scores = evaluate_split(self.task, self.model, "dev")
             if not scores:
                 return
             entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k != "per_class"}}
@@ -136,7 +139,10 @@ def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingA
         max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs, max_steps=config.max_steps,
         logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=config.seed,
         data_seed=config.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=False, bf16=False, fp16=False, **checkpointing)
+        dataloader_num_workers=0, disable_tqdm=not dist_lib.is_main(), **mixed_precision(config.dtype, device),
+        # Layers switch on and off between steps: DDP must look for unused parameters every step, and
+        # the graph is not static. Frozen layers have grad None, which DDP leaves untouched.
+        ddp_find_unused_parameters=True, ddp_static_graph=False, **checkpointing)
 
 
 def planned_steps(config, n_train: int) -> int:
@@ -150,7 +156,7 @@ def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
               quiet: bool = False) -> RunResult:
     """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
@@ -162,11 +168,19 @@ def train_run(config, strategy: Strategy | None = None,
     say("revtune: " + format_plan(planned.plan, limit))
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
-    with building(config.out, config.overwrite) as tmp:
+    check_engine(config, strategy, adapters, device)
+    with run_directory(config.out, config.overwrite) as tmp:
         loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
-                            config.seed, config.tiny_layers)
+                            config.seed, config.tiny_layers, quantize=config.quantize)
+        if config.quantize:
+            from peft import prepare_model_for_kbit_training
+            prepare_model_for_kbit_training(loaded.model, config.gradient_checkpointing)
         tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=config.pad_token_id)
-        model = adapter_lib.attach(loaded.model, adapters, task.name).to(device)
+        model = adapter_lib.attach(loaded.model, adapters, task.name)
+        model = model if config.quantize else model.to(device)
+        upcast_trainable(model)
+        if config.fsdp:
+            dist_lib.shard_model(model, decoder_blocks(model))
         if prepare_model:
             prepare_model(model)
         task.prepare(tokenizer, device)
@@ -178,7 +192,8 @@ def train_run(config, strategy: Strategy | None = None,
             f"{' (multi-label)' if splits.multi_label else ''}\n"
             f"revtune: model {config.model} ({loaded.source}), adapter {adapters.kind}, "
             f"select {strategy.name}, device {device}\n{table}")
-        write_text(tmp / "trainable.txt", table + "\n")
+        if dist_lib.is_main():
+            write_text(tmp / "trainable.txt", table + "\n")
         steps = planned_steps(config, len(splits.train))
         warmup = effective_warmup(config.warmup_steps, steps)
         if warmup != config.warmup_steps:
@@ -206,18 +221,25 @@ def train_run(config, strategy: Strategy | None = None,
         trainer.train()
         train_seconds = time.perf_counter() - started
         metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers, losses)
-        metrics.update(effective_warmup_steps=warmup, peak_memory_bytes=memory.run_peak(), **memory.summary(),
+        world = dist_lib.world_size()
+        peak_bytes = memory.run_peak()
+        metrics.update(effective_warmup_steps=warmup, peak_memory_bytes=peak_bytes, **memory.summary(),
                        predicted_peak_memory_bytes=planned.plan.total, train_seconds=train_seconds,
                        device=str(device), model=config.model, strategy=strategy.name,
-                       adapter=adapters.kind)
-        save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
+                       adapter=adapters.kind, world_size=world,
+                       global_batch_size=config.batch_size * config.grad_accum * world,
+                       peak_memory_bytes_per_rank=dist_lib.gather_objects(peak_bytes))
+        state = dist_lib.full_trainable_state(model)  # gathered on every rank when FSDP shards it
+        if dist_lib.is_main():
+            save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
+        dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
     say(summary_line(config.out, task, metrics))
     return RunResult(Path(config.out), metrics)
 
 
 def evaluate_run(task, model, tracker, trainer, selector, layers, losses) -> dict:
-    metrics = {"decision": task.tune(model)}
-    metrics["test"] = task.evaluate(model, "test")
+    metrics = {"decision": tune_once(task, model)}
+    metrics["test"] = evaluate_split(task, model, "test")
     metrics["final_dev"] = tracker.history[-1] if tracker.history else {}
     metrics["best_dev"] = tracker.best or {}
     metrics["dev_history"] = tracker.history
@@ -226,7 +248,7 @@ def evaluate_run(task, model, tracker, trainer, selector, layers, losses) -> dic
     if tracker.best_state is not None and metrics["test"]:
         final_state = tracker.snapshot()
         _load_trainable(model, tracker.best_state)
-        metrics["test_at_best_dev"] = task.evaluate(model, "test")
+        metrics["test_at_best_dev"] = evaluate_split(task, model, "test")
         _load_trainable(model, final_state)
     else:
         metrics["test_at_best_dev"] = metrics["test"]
@@ -254,10 +276,10 @@ def _load_trainable(model, state: dict) -> None:
             params[name].copy_(value.to(params[name].device))
 
 
-def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded) -> None:
+def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded, state=None) -> None:
     from ..report import plot_run
 
-    adapter_lib.save_adapter(model, adapters, tmp / "adapter")
+    adapter_lib.save_adapter(model, adapters, tmp / "adapter", state)
     tokenizer.save_pretrained(tmp / "tokenizer")
     resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
                 "adapter": adapters.kind, "model_source": loaded.source, "n_layers": metrics["n_layers"],
