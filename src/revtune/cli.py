@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import compare, demo, intention_tune, layer_card, predict, revise, score, train
+from .commands import compare, demo, diff_runs, intention_tune, layer_card, predict, revise, score, train
 from .errors import RevtuneError
 
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "score": score,
     "compare": compare,
     "layer-card": layer_card,
+    "diff-runs": diff_runs,
 }
 
 
@@ -39,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     except RevtuneError as exc:
         print(f"revtune {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from .training.checkpoint import Interrupted
+
+        if isinstance(exc, Interrupted):
+            print(f"revtune {args.command}: {exc.line()}", file=sys.stderr)
+            return exc.exit_code
         print(f"revtune {args.command}: interrupted; no partial output was kept", file=sys.stderr)
         return 130
 

@@ -85,6 +85,12 @@ class RunConfig:
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (non-reentrant)")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
+    # --- checkpoints and reproducibility (issue 11) ---
+    save_every: int = _f(0, "write a checkpoint every N optimizer steps under OUT.partial/checkpoints "
+                            "(0: only when stopped by SIGINT/SIGTERM); resume with --resume OUT")
+    keep_checkpoints: int = _f(2, "how many of the newest checkpoints stay on disk")
+    deterministic: bool = _f(False, "torch deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG on CUDA); "
+                                    "an op without a deterministic kernel then fails")
 
     def __post_init__(self):
         self.validate()
@@ -108,6 +114,8 @@ class RunConfig:
             (self.new_tokens_factor > 0 and self.new_tokens_floor >= 1, "new_tokens_factor",
              "expected factor > 0 and floor >= 1"),
             (self.dev_generate >= 0, "dev_generate", "expected >= 0"),
+            (self.save_every >= 0, "save_every", "expected >= 0"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints", "expected >= 1"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -189,8 +197,8 @@ def load_yaml(path: str | Path) -> dict:
     return clean
 
 
-def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
-    """YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
+def explicit_values(namespace: argparse.Namespace, **overrides) -> dict:
+    """The config keys the user gave (YAML, then flags, then ``overrides``), coerced; no defaults."""
     values = load_yaml(namespace.config) if getattr(namespace, "config", None) else {}
     source = getattr(namespace, "config", None)
     values.update({k: v for k, v in vars(namespace).items()
@@ -199,7 +207,12 @@ def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
     for f in dataclasses.fields(RunConfig):
         if f.name in values:
             values[f.name] = _coerce(f, values[f.name], source)
-    return RunConfig(**values)
+    return values
+
+
+def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
+    """YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
+    return RunConfig(**explicit_values(namespace, **overrides))
 
 
 def _coerce(f: dataclasses.Field, value, source):

@@ -73,6 +73,10 @@ def building(out: str | Path, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _move_into_place(tmp, out)
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
     if out.exists():
         trash = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, trash)
@@ -80,6 +84,50 @@ def building(out: str | Path, overwrite: bool = False):
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where an unfinished resumable run lives: ``OUT.partial`` beside ``OUT``."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def _resumable(folder: Path) -> bool:
+    """Worth keeping after a failure: a complete checkpoint, or a finished sub-run (intention-tune)."""
+    return any(folder.rglob("checkpoint-*/trainer_state.json")) or any(
+        (child / "metrics.json").is_file() for child in folder.iterdir() if child.is_dir())
+
+
+@contextmanager
+def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = False):
+    """Like :func:`building`, under the fixed name ``OUT.partial`` so ``--resume OUT`` finds it.
+
+    A failure or interruption keeps ``OUT.partial`` once it holds a checkpoint (or, when resuming,
+    always); before that it leaves nothing behind. A fresh run refuses to start over an existing
+    ``OUT.partial`` unless ``overwrite``.
+    """
+    out, partial = Path(out), partial_path(out)
+    if resume:
+        if (out / "config.json").is_file() and not partial.exists():
+            raise RevtuneError("this run finished; there is nothing to resume", path=out, field="resume")
+        if not partial.is_dir():
+            raise RevtuneError("no interrupted run to resume (expected OUT.partial)", path=partial,
+                               field="resume")
+    else:
+        check_output(out, overwrite)
+        if partial.exists():
+            if not overwrite:
+                raise RevtuneError(f"an interrupted run is kept here: --resume {out} continues it, "
+                                   "--overwrite starts over", path=partial, field="out")
+            shutil.rmtree(partial)
+        partial.mkdir()
+    try:
+        yield partial
+    except BaseException:
+        if not resume and not _resumable(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _move_into_place(partial, out)
 
 
 def read_run(run: str | Path) -> tuple[Path, dict]:
