@@ -13,7 +13,8 @@ from conftest import run_cli, tiny_args
 
 from revtune.config import RunConfig
 from revtune.rundiff import diff_runs
-from revtune.training.checkpoint import last_checkpoint, read_started_config
+from revtune.rundir import read_started_config
+from revtune.training.checkpoint import last_checkpoint
 from revtune.training.run import train_run
 
 
@@ -22,10 +23,11 @@ def cli(*args):
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
-def signal_at_checkpoint(args, out, step: int, sig=signal.SIGKILL, timeout=600):
-    """Start `revtune train ARGS`, wait until OUT.partial holds checkpoint-STEP, send SIG; (returncode, stderr)."""
+def signal_at_checkpoint(args, out, step: int, sig=signal.SIGKILL, timeout=600, command="train"):
+    """Start `revtune train ARGS`, wait until OUT.partial holds checkpoint-STEP, send SIG; (returncode, stderr).
+    ``out`` may name a sub-run (intention-tune's OUT.partial/generator)."""
     target = out.with_name(out.name + ".partial") / "checkpoints" / f"checkpoint-{step}"
-    proc = cli("train", *args)
+    proc = cli(command, *args)
     deadline = time.monotonic() + timeout
     while not target.is_dir():
         if proc.poll() is not None:
@@ -103,8 +105,9 @@ def test_sigterm_checkpoints_and_cli_resume_matches(corpus, tmp_path):
 
 def test_resume_refuses_flags_that_change_the_run(corpus, tmp_path):
     out = tmp_path / "run"
-    code, _ = signal_at_checkpoint(tiny_args(corpus, out, "--save-every", "1", "--max-steps", "6"), out, 1)
-    assert code == -signal.SIGKILL
+    (tmp_path / "run.partial" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run.partial" / "checkpoints" / "config.json").write_text(
+        json.dumps(config_of(corpus, out).to_dict()))
     result = run_cli("train", "--resume", out, "--learning-rate", "0.1", "--seed", "9", "--save-every", "3")
     assert result.returncode == 2
     message = result.stderr.strip()
@@ -167,3 +170,43 @@ def test_environment_json(corpus, tmp_path):
         assert key in env
     assert env["torch"].startswith("2.") and env["device"] == "cpu" and env["dtype"] == "float32"
     assert env["threads"] == 1
+
+
+def test_deterministic_turns_on_torch_deterministic_algorithms(corpus, tmp_path):
+    import torch
+
+    try:
+        run = train_run(config_of(corpus, tmp_path / "a", "--max-steps", "1", "--deterministic"), quiet=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert json.loads((run.path / "environment.json").read_text())["deterministic"] is True
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_intention_tune_resumes_the_interrupted_step(tmp_path):
+    from test_intention import tiny_config
+
+    from revtune.cli import build_parser
+    from revtune.config import config_from_args
+    from revtune.intention import IntentionOptions, intention_tune
+
+    base = tiny_config(tmp_path)  # writes the corpus files
+    flags = ["--model", "tiny", "--tiny-layers", str(base.tiny_layers), "--train", base.train, "--dev", base.dev,
+             "--test", base.test, "--max-steps", "6", "--batch-size", "4", "--max-length", "160",
+             "--dev-generate", "0", "--new-tokens-factor", "0.5", "--new-tokens-floor", "4", "--lora-r", "4",
+             "--save-every", "2"]
+    reference = config_from_args(build_parser().parse_args(
+        ["intention-tune", *flags, "--out", str(tmp_path / "reference")]), task="revise")
+    intention_tune(reference, IntentionOptions(), quiet=True)
+
+    out = tmp_path / "it"
+    code, stderr = signal_at_checkpoint([*flags, "--out", out], tmp_path / "it.partial" / "generator", 2,
+                                        signal.SIGTERM, command="intention-tune")
+    assert code == 143, stderr
+    assert f"resume with: revtune intention-tune --resume {out}" in stderr
+    assert (tmp_path / "it.partial" / "predictor" / "metrics.json").is_file()  # step 1 finished and kept
+    result = run_cli("intention-tune", "--resume", out)
+    assert result.returncode == 0, result.stderr
+    assert diff_runs(tmp_path / "reference", out) == []
+    assert json.loads((out / "metrics.json").read_text())["init"] == \
+        json.loads((tmp_path / "reference" / "metrics.json").read_text())["init"]

@@ -210,6 +210,15 @@ def explicit_values(namespace: argparse.Namespace, **overrides) -> dict:
     return values
 
 
+def refuse_changes(saved: dict, given: dict, allowed=("save_every", "keep_checkpoints", "overwrite")) -> None:
+    """A resumed run keeps its config: any explicitly given value that differs is an error naming all."""
+    differ = [f"{key} {given[key]!r} (the run has {saved.get(key)!r})" for key in sorted(given)
+              if key not in allowed and key in saved and given[key] != saved[key]]
+    if differ:
+        raise RevtuneError("--resume continues the run with the config it was started with; these flags "
+                           f"would change it: {'; '.join(differ)}", field="resume")
+
+
 def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
     """YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
     return RunConfig(**explicit_values(namespace, **overrides))

@@ -92,6 +92,20 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+STARTED_CONFIG = "config.json"  # inside OUT.partial/checkpoints/: the config the run was started with
+
+
+def read_started_config(out: str | Path) -> dict:
+    """The config an unfinished run ``out`` was started with (``OUT.partial/checkpoints/config.json``)."""
+    path = partial_path(out) / "checkpoints" / STARTED_CONFIG
+    if not path.is_file():
+        if (Path(out) / "config.json").is_file():
+            raise RevtuneError("this run finished; there is nothing to resume", path=out, field="resume")
+        raise RevtuneError("no interrupted run to resume here (expected OUT.partial/checkpoints)",
+                           path=partial_path(out), field="resume")
+    return json.loads(path.read_text())
+
+
 def _resumable(folder: Path) -> bool:
     """Worth keeping after a failure: a complete checkpoint, or a finished sub-run (intention-tune)."""
     return any(folder.rglob("checkpoint-*/trainer_state.json")) or any(

@@ -48,8 +48,8 @@ def resumed(args, options):
 
     from ..errors import RevtuneError
     from ..intention import IntentionOptions
+    from ..config import refuse_changes
     from ..rundir import partial_path
-    from ..training.checkpoint import refuse_changes
     from .train import resume_target, resumed_config
 
     out = resume_target(args)

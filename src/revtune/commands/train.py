@@ -17,8 +17,7 @@ def add_resume_argument(parser):
 
 def resumed_config(args, saved: dict, **overrides):
     """The config a run was started with; flags given now may only repeat it (or change checkpointing)."""
-    from ..config import RunConfig, explicit_values
-    from ..training.checkpoint import refuse_changes
+    from ..config import RunConfig, explicit_values, refuse_changes
 
     given = explicit_values(args, **overrides)
     given.pop("out", None)
@@ -38,12 +37,11 @@ def resume_target(args) -> str:
 
 def run(args) -> int:
     from ..config import config_from_args
-    from ..training.checkpoint import read_started_config
-    from ..training.run import train_run
+    from ..rundir import read_started_config
 
-    if args.resume:
-        out = resume_target(args)
-        train_run(resumed_config(args, read_started_config(out)), resume=True)
-    else:
-        train_run(config_from_args(args))
+    config = resumed_config(args, read_started_config(resume_target(args))) if args.resume else \
+        config_from_args(args)
+    from ..training.run import train_run  # after the checks: they fail fast, before torch loads
+
+    train_run(config, resume=bool(args.resume))
     return 0

@@ -20,7 +20,6 @@ Nothing a user hands over is unpickled: weights are safetensors, state is JSON.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -35,7 +34,6 @@ from ..errors import RevtuneError
 
 WEIGHTS = "trainable.safetensors"
 EXTRA_TENSORS = "revtune_tensors.safetensors"
-STARTED_CONFIG = "config.json"  # the config the run was started with, inside checkpoints/
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -201,25 +199,3 @@ class StopOnSignal(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.training = False
-
-
-def read_started_config(out: str | Path) -> dict:
-    """The config an unfinished run ``out`` was started with (``OUT.partial/checkpoints/config.json``)."""
-    from ..rundir import partial_path
-
-    path = partial_path(out) / "checkpoints" / STARTED_CONFIG
-    if not path.is_file():
-        if (Path(out) / "config.json").is_file():
-            raise RevtuneError("this run finished; there is nothing to resume", path=out, field="resume")
-        raise RevtuneError("no interrupted run to resume here (expected OUT.partial/checkpoints)",
-                           path=partial_path(out), field="resume")
-    return json.loads(path.read_text())
-
-
-def refuse_changes(saved: dict, given: dict, allowed=("save_every", "keep_checkpoints", "overwrite")) -> None:
-    """A resumed run keeps its config: any explicitly given value that differs is an error naming all."""
-    differ = [f"{key} {given[key]!r} (the run has {saved.get(key)!r})" for key in sorted(given)
-              if key not in allowed and key in saved and given[key] != saved[key]]
-    if differ:
-        raise RevtuneError("--resume continues the run with the config it was started with; these flags "
-                           f"would change it: {'; '.join(differ)}", field="resume")

@@ -18,13 +18,13 @@ from transformers.trainer_callback import ExportableState, PrinterCallback, Prog
 from .. import adapters as adapter_lib
 from ..errors import RevtuneError
 from ..models import load_model, prepare_tokenizer
-from ..rundir import building_resumable, partial_path, write_json, write_text
+from ..rundir import STARTED_CONFIG, building_resumable, partial_path, write_json, write_text
 from ..runtime import (PeakMemory, environment, resolve_device, resolve_dtype, seed_everything,
                        use_deterministic_algorithms)
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
-from .checkpoint import STARTED_CONFIG, CheckpointTrainer, Interrupted, StopOnSignal, last_checkpoint
+from .checkpoint import CheckpointTrainer, Interrupted, StopOnSignal, last_checkpoint
 from .data import load_splits
 
 
