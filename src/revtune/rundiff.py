@@ -18,11 +18,15 @@ CONFIG_KEYS_IGNORED = {"out", "overwrite", "save_every", "keep_checkpoints"}
 SUB_RUNS = ("predictor", "generator", "alignment")
 
 
-def _without_timings(value):
+def _without_timings(value, root: str):
+    """Timing keys dropped, and the run's own location written as ``<run>`` (``frequency:OUT/predictor``
+    names it), so two copies of one run at different paths compare equal."""
     if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+        return {k: _without_timings(v, root) for k, v in value.items() if k not in TIMING_KEYS}
     if isinstance(value, list):
-        return [_without_timings(v) for v in value]
+        return [_without_timings(v, root) for v in value]
+    if isinstance(value, str):
+        return value.replace(root, "<run>")
     return value
 
 
@@ -74,9 +78,10 @@ def _bits(tensor):
     return tensor.contiguous().reshape(-1).view(torch.uint8)
 
 
-def diff_runs(a: str | Path, b: str | Path) -> list[str]:
+def diff_runs(a: str | Path, b: str | Path, roots: tuple[str, str] | None = None) -> list[str]:
     """Differences between runs ``a`` and ``b``, one line each; empty when they are the same run."""
     a, b = Path(a), Path(b)
+    roots = roots or (str(a), str(b))
     for run in (a, b):
         if not run.is_dir():
             raise RevtuneError("run directory not found", path=run, field="run")
@@ -84,7 +89,7 @@ def diff_runs(a: str | Path, b: str | Path) -> list[str]:
     if subs:
         found = []
         for sub in subs:
-            found += [f"{sub}/{line}" for line in diff_runs(a / sub, b / sub)]
+            found += [f"{sub}/{line}" for line in diff_runs(a / sub, b / sub, roots)]
         return found
     if not (a / "config.json").is_file():
         raise RevtuneError("not a run directory (no config.json)", path=a, field="run")
@@ -101,11 +106,11 @@ def diff_runs(a: str | Path, b: str | Path) -> list[str]:
         if x.dtype != y.dtype or x.shape != y.shape or not _bits(x).equal(_bits(y)):
             delta = (x.double() - y.double()).abs().max().item() if x.shape == y.shape else float("nan")
             found.append(f"adapter {name}: differs (max abs difference {delta:.3g})")
-    ma, mb = _without_timings(_json(a / "metrics.json")), _without_timings(_json(b / "metrics.json"))
+    ma, mb = (_without_timings(_json(run / "metrics.json"), root) for run, root in ((a, roots[0]), (b, roots[1])))
     if not _same(ma, mb):
         found.append(f"metrics.json: {_first_difference(ma, mb)}")
-    ca = {k: v for k, v in _json(a / "config.json").items() if k not in CONFIG_KEYS_IGNORED}
-    cb = {k: v for k, v in _json(b / "config.json").items() if k not in CONFIG_KEYS_IGNORED}
+    ca, cb = ({k: v for k, v in _without_timings(_json(run / "config.json"), root).items()
+               if k not in CONFIG_KEYS_IGNORED} for run, root in ((a, roots[0]), (b, roots[1])))
     if not _same(ca, cb):
         found.append(f"config.json: {_first_difference(ca, cb)}")
     if (a / "trainable.txt").read_text() != (b / "trainable.txt").read_text():
