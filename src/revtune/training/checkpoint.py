@@ -97,12 +97,21 @@ class CheckpointTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.trainable, self.keep = list(trainable), max(1, keep)
 
+    def _init_training_state(self, max_steps, *args, **kwargs):
+        # A restored TrainerState keeps the save interval it was written with; --save-every may change.
+        result = super()._init_training_state(max_steps, *args, **kwargs)
+        self.state.compute_steps(self.args, max_steps)
+        return result
+
     def _tensor_callbacks(self):
         return [cb for cb in self.callback_handler.callbacks if hasattr(cb, "checkpoint_tensors")]
 
     def _save(self, output_dir=None, state_dict=None):
+        """The trainable tensors as safetensors; not the Trainer's ``training_args.bin`` (a pickle)."""
         from safetensors.torch import save_file
 
+        if not self.args.should_save:  # one writer under DDP
+            return
         folder = Path(output_dir or self.args.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         params = dict(self.model.named_parameters())
@@ -136,14 +145,18 @@ class CheckpointTrainer(Trainer):
 
         root = Path(self.args.output_dir)
         staging = root / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         self.args.output_dir = str(staging)
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.args.output_dir = str(root)
+        self.accelerator.wait_for_everyone()  # every rank's rng_state_N.pth is in place
+        if not self.args.should_save:
+            return
         written = staging / f"checkpoint-{self.state.global_step}"
-        (written / "training_args.bin").unlink(missing_ok=True)  # a pickle; never read back
         extra = {f"{type(cb).__name__}/{k}": v.detach().cpu().contiguous()
                  for cb in self._tensor_callbacks() for k, v in cb.checkpoint_tensors().items()}
         if extra:
