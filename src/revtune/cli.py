@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 
-from .commands import compare, demo, intention_tune, layer_card, plan, predict, revise, score, train
+from .commands import compare, demo, diff_runs, intention_tune, layer_card, plan, predict, revise, score, train
 from .errors import RevtuneError
 
 COMMANDS = {
@@ -23,6 +23,7 @@ COMMANDS = {
     "score": score,
     "compare": compare,
     "layer-card": layer_card,
+    "diff-runs": diff_runs,
 }
 
 
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"revtune {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        from .training.checkpoint import Interrupted
+
+        if isinstance(exc, Interrupted):
+            print(f"revtune {args.command}: {exc.line()}", file=sys.stderr)
+            return exc.exit_code
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"revtune {args.command}: {how}; no partial output was kept", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130

@@ -134,6 +134,12 @@ class RunConfig:
     cosine_reduction: str = _f("batch-mean", "cosine scores: batch-mean (the reference: hidden states averaged "
                                "over the batch, then the cosine per position, averaged over positions, pads "
                                "included) or token (per-token cosine averaged over real tokens)")
+    # --- checkpoints and reproducibility (issue 11) ---
+    save_every: int = _f(0, "write a checkpoint every N optimizer steps under OUT.partial/checkpoints "
+                            "(0: only when stopped by SIGINT/SIGTERM); resume with --resume OUT")
+    keep_checkpoints: int = _f(2, "how many of the newest checkpoints stay on disk")
+    deterministic: bool = _f(False, "torch deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG on CUDA); "
+                                    "an op without a deterministic kernel then fails")
 
     def __post_init__(self):
         self.validate()
@@ -169,6 +175,8 @@ class RunConfig:
             (self.bootstrap_samples >= 100, "bootstrap_samples", "expected >= 100"),
             (0.5 <= self.confidence < 1, "confidence", "expected a level in [0.5, 1), e.g. 0.95"),
             (self.quantize in QUANTIZE, "quantize", "expected 4bit or 8bit"),
+            (self.save_every >= 0, "save_every", "expected >= 0"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints", "expected >= 1"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -263,8 +271,8 @@ def load_yaml(path: str | Path) -> dict:
     return clean
 
 
-def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
-    """preset < YAML (if ``--config``) < explicit flags < ``overrides``; type errors name the key."""
+def explicit_values(namespace: argparse.Namespace, **overrides) -> dict:
+    """The config keys the user gave (preset < YAML < flags < ``overrides``), coerced; no defaults."""
     values = load_yaml(namespace.config) if getattr(namespace, "config", None) else {}
     source = getattr(namespace, "config", None)
     from_yaml = set(values)
@@ -275,10 +283,30 @@ def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
     for f in dataclasses.fields(RunConfig):
         if f.name in values:
             values[f.name] = _coerce(f, values[f.name], source if f.name not in flags else None)
+    return values
+
+
+def refuse_changes(saved: dict, given: dict, allowed=("save_every", "keep_checkpoints", "overwrite")) -> None:
+    """A resumed run keeps its config: any explicitly given value that differs is an error naming all."""
+    differ = [f"{key} {given[key]!r} (the run has {saved.get(key)!r})" for key in sorted(given)
+              if key not in allowed and key in saved and given[key] != saved[key]]
+    if differ:
+        raise RevtuneError("--resume continues the run with the config it was started with; these flags "
+                           f"would change it: {'; '.join(differ)}", field="resume")
+
+
+def config_from_args(namespace: argparse.Namespace, **overrides) -> RunConfig:
+    """preset < YAML (if ``--config``) < explicit flags < ``overrides``; a bad value read from the YAML
+    file names that file."""
+    values = explicit_values(namespace, **overrides)
     try:
         return RunConfig(**values)
     except RevtuneError as e:
-        if e.path is None and e.field in from_yaml - set(flags) - set(overrides):
+        source = getattr(namespace, "config", None)
+        fields = {f.name for f in dataclasses.fields(RunConfig)}
+        flags = {k for k in vars(namespace) if k in fields}
+        from_yaml = set(load_yaml(source)) if source else set()
+        if e.path is None and e.field in from_yaml - flags - set(overrides):
             raise RevtuneError(e.message, path=source, field=e.field) from None
         raise
 

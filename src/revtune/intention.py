@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .errors import RevtuneError, did_you_mean
-from .rundir import atomic_path, building, read_run, write_json
+from .rundir import atomic_path, building, building_resumable, partial_path, read_run, write_json
 from .selection.base import NoSignal, Strategy
 from .selection.frequency import FrequencyRule, generation_layers, read_frequency
 
@@ -136,20 +136,34 @@ def _finish_subrun(path: Path, final: Path) -> None:
     write_json(config_path, config)
 
 
+def _subrun(config, out: Path, **kwargs) -> dict:
+    """One step's run inside the resumable ``OUT.partial``: a finished one is kept, an interrupted one
+    with a checkpoint resumed, one stopped before its first checkpoint started over; returns metrics."""
+    from .training.checkpoint import last_checkpoint
+    from .training.run import train_run
+
+    folder = Path(config.out)
+    if (folder / "metrics.json").is_file():
+        return json.loads((folder / "metrics.json").read_text())
+    resume = last_checkpoint(partial_path(folder) / "checkpoints") is not None
+    if not resume:
+        shutil.rmtree(partial_path(folder), ignore_errors=True)
+    return train_run(config, resume=resume, resume_hint=f"revtune intention-tune --resume {out}",
+                     **kwargs).metrics
+
+
 def train_predictor(config, options: IntentionOptions, folder: Path, final: Path, quiet: bool) -> dict:
     """Step 1, or a copy of the reused predictor; returns the predictor's metrics."""
     from .selection.registry import build_strategy
     from .selection.registry import selection_options
-    from .training.run import train_run
 
-    if options.predictor:
+    if options.predictor and not (folder / "metrics.json").is_file():
         check_predictor(options.predictor, config)
         shutil.copytree(options.predictor, folder)
-    else:
+    elif not options.predictor:
         steps = options.predictor_steps or config.max_steps
         step1 = replace(config, task="intent", select="ir", out=str(folder), overwrite=False, max_steps=steps)
-        train_run(step1, strategy=build_strategy("ir", selection_options(step1)),
-                  quiet=quiet)
+        _subrun(step1, final.parent, strategy=build_strategy("ir", selection_options(step1)), quiet=quiet)
     _finish_subrun(folder, final)
     return json.loads((folder / "metrics.json").read_text())
 
@@ -170,8 +184,6 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
                     final_predictor: Path, quiet: bool) -> tuple[dict, int]:
     """Step 2: the generator on S_gen, adapters initialised from the predictor's; returns
     (metrics, tensors copied)."""
-    from .training.run import train_run
-
     frequency = read_frequency(predictor)
     strategy = Strategy(f"frequency:{final_predictor}", NoSignal(),
                         FrequencyRule(s_gen, frequency, str(final_predictor)))
@@ -184,34 +196,57 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
 
     step2 = replace(config, task="revise", select=f"frequency:{final_predictor}", out=str(folder),
                     overwrite=False)
-    result = train_run(step2, strategy=strategy, prepare_model=start_from_predictor, quiet=quiet)
+    progress = folder.parent / "intention.json"
+    metrics = _subrun(step2, final.parent, strategy=strategy, prepare_model=start_from_predictor, quiet=quiet)
     _finish_subrun(folder, final)
-    return result.metrics, copied[0]
+    state = json.loads(progress.read_text())
+    if copied:
+        write_json(progress, {**state, "tensors_copied": copied[0]})
+    return metrics, copied[0] if copied else state["tensors_copied"]
 
 
 def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bool) -> dict:
     """``ir`` on the generation task alone, and how far its layer split agrees with the predictor's."""
     from .selection.registry import build_strategy
     from .selection.registry import selection_options
-    from .training.run import train_run
 
     run = replace(config, task="revise", select="ir", out=str(folder), overwrite=False)
     options = selection_options(run)
-    metrics = train_run(run, strategy=build_strategy("ir", options), quiet=quiet).metrics
+    metrics = _subrun(run, final.parent, strategy=build_strategy("ir", options), quiet=quiet)
     _finish_subrun(folder, final)
     s_gen = generation_layers(metrics["importance_frequency"], options)
     return {"s_int": s_int, "s_gen": s_gen, "ratio": alignment_ratio(s_int, s_gen),
             "generation_frequency": metrics["importance_frequency"], "run": "alignment"}
 
 
-def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False) -> IntentionResult:
-    """Both steps (and the optional alignment run) into ``config.out``, complete or not at all."""
+def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False,
+                   resume: bool = False) -> IntentionResult:
+    """Both steps (and the optional alignment run) into ``config.out``, built in ``OUT.partial``.
+
+    With ``resume``, finished steps are kept and the interrupted one continues from its checkpoint
+    (``OUT.partial/intention.json`` holds the options and config it was started with)."""
+    from .training.checkpoint import Interrupted, StopOnSignal
+
+    stop = StopOnSignal().install()  # between the steps a signal stops at once, keeping finished steps
+    try:
+        return _intention_tune(config, options or IntentionOptions(), quiet, resume)
+    except Interrupted as exc:
+        exc.resume = f"revtune intention-tune --resume {config.out}"
+        if exc.checkpoint is None and partial_path(config.out).is_dir():
+            exc.kept = partial_path(config.out)
+        raise
+    finally:
+        stop.uninstall()
+
+
+def _intention_tune(config, options: IntentionOptions, quiet: bool, resume: bool) -> IntentionResult:
     from .selection.registry import selection_options
 
-    options = options or IntentionOptions()
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     out = Path(config.out)
-    with building(out, config.overwrite) as tmp:
+    with building_resumable(out, config.overwrite, resume) as tmp:
+        if not resume:
+            write_json(tmp / "intention.json", {"options": asdict(options), "config": config.to_dict()})
         say("revtune: Intention-Tuning step 1: intent predictor with ir"
             + (f" (reused from {options.predictor})" if options.predictor else ""))
         predictor = train_predictor(config, options, tmp / "predictor", out / "predictor", quiet)

@@ -260,6 +260,64 @@ def _keep(tmp: Path, out: Path, reason: str) -> RevtuneError:
                         field="out")
 
 
+def partial_path(out: str | Path) -> Path:
+    """Where an unfinished resumable run lives: ``OUT.partial`` beside ``OUT``."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+STARTED_CONFIG = "config.json"  # inside OUT.partial/checkpoints/: the config the run was started with
+
+
+def read_started_config(out: str | Path) -> dict:
+    """The config an unfinished run ``out`` was started with (``OUT.partial/checkpoints/config.json``)."""
+    path = partial_path(out) / "checkpoints" / STARTED_CONFIG
+    if not path.is_file():
+        if (Path(out) / "config.json").is_file():
+            raise RevtuneError("this run finished; there is nothing to resume", path=out, field="resume")
+        raise RevtuneError("no interrupted run to resume here (expected OUT.partial/checkpoints)",
+                           path=partial_path(out), field="resume")
+    return json.loads(path.read_text())
+
+
+def _resumable(folder: Path) -> bool:
+    """Worth keeping after a failure: a complete checkpoint, or a finished sub-run (intention-tune)."""
+    return any(folder.rglob("checkpoint-*/trainer_state.json")) or any(
+        (child / "metrics.json").is_file() for child in folder.iterdir() if child.is_dir())
+
+
+@contextmanager
+def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = False):
+    """Like :func:`building`, under the fixed name ``OUT.partial`` so ``--resume OUT`` finds it.
+
+    A failure or interruption keeps ``OUT.partial`` once it holds a checkpoint (or, when resuming,
+    always); before that it leaves nothing behind. A fresh run refuses to start over an existing
+    ``OUT.partial`` unless ``overwrite``.
+    """
+    out, partial = Path(out), partial_path(out)
+    if resume:
+        if (out / "config.json").is_file() and not partial.exists():
+            raise RevtuneError("this run finished; there is nothing to resume", path=out, field="resume")
+        if not partial.is_dir():
+            raise RevtuneError("no interrupted run to resume (expected OUT.partial)", path=partial,
+                               field="resume")
+    else:
+        check_output(out, overwrite)
+        if partial.exists():
+            if not overwrite:
+                raise RevtuneError(f"an interrupted run is kept here: --resume {out} continues it, "
+                                   "--overwrite starts over", path=partial, field="out")
+            shutil.rmtree(partial)
+        partial.mkdir()
+    try:
+        yield partial
+    except BaseException:
+        if not resume and not _resumable(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _install(partial, out, overwrite, f"{os.getpid()}@{_HOST}")
+
+
 def read_run(run: str | Path) -> tuple[Path, dict]:
     """A finished run directory and its resolved config; clear errors for anything else."""
     from .jsonsafe import read_json_file

@@ -85,3 +85,51 @@ def mixed_precision(dtype: str, device: torch.device) -> dict:
         raise RevtuneError(f"--dtype float16 needs a CUDA GPU (mixed precision with a gradient scaler); "
                            f"on {device.type} use --dtype bfloat16 or float32", field="dtype")
     return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
+
+
+def use_deterministic_algorithms(device: torch.device) -> None:
+    """``--deterministic``: torch's deterministic kernels, set before any CUDA work so cuBLAS sees its
+    workspace setting; an op with no deterministic kernel then raises instead of varying."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+
+
+def _git_commit() -> dict:
+    """The commit of the revtune source that runs, when it is a git checkout (editable install)."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+                                capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment(device: torch.device, dtype: str, deterministic: bool = False) -> dict:
+    """What a run's bits depend on besides its config: ``environment.json`` of every run directory."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(), "platform": platform.platform(),
+        **{name: installed(name) for name in ("torch", "transformers", "peft", "accelerate", "numpy",
+                                              "safetensors", "revtune")},
+        "git": _git_commit(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "cuda": torch.version.cuda, "dtype": dtype, "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "deterministic": deterministic,
+    }

@@ -22,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--alignment", action=argparse.BooleanOptionalAction, default=False,
                         help="also run ir on the generation task alone and report how its layers agree "
                              "with the predictor's (a third training run)")
+    from .train import add_resume_argument
+
+    add_resume_argument(parser)
 
 
 def run(args) -> int:
@@ -30,5 +33,32 @@ def run(args) -> int:
 
     options = IntentionOptions(predictor=args.predictor, predictor_steps=args.predictor_steps,
                                init_layers=args.init_layers, alignment=args.alignment)
-    intention_tune(config_from_args(args, task="revise"), options)
+    if args.resume:
+        config, options = resumed(args, options)
+        intention_tune(config, options, resume=True)
+    else:
+        intention_tune(config_from_args(args, task="revise"), options)
     return 0
+
+
+def resumed(args, options):
+    """The config and options the interrupted run was started with; differing flags are refused."""
+    import dataclasses
+    import json
+
+    from ..errors import RevtuneError
+    from ..intention import IntentionOptions
+    from ..config import refuse_changes
+    from ..rundir import partial_path
+    from .train import resume_target, resumed_config
+
+    out = resume_target(args)
+    path = partial_path(out) / "intention.json"
+    if not path.is_file():
+        raise RevtuneError("no interrupted intention-tune run to resume (expected OUT.partial/intention.json)",
+                           path=partial_path(out), field="resume")
+    saved = json.loads(path.read_text())
+    defaults = dataclasses.asdict(IntentionOptions())
+    given = {k: v for k, v in dataclasses.asdict(options).items() if v != defaults[k]}
+    refuse_changes(saved["options"], given)
+    return resumed_config(args, saved["config"], task="revise"), IntentionOptions(**saved["options"])

@@ -6,13 +6,42 @@ def add_arguments(parser):
     from ..config import add_config_arguments
 
     add_config_arguments(parser)
+    add_resume_argument(parser)
+
+
+def add_resume_argument(parser):
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="OUT",
+                        help="continue the interrupted run OUT (kept in OUT.partial) from its last checkpoint, "
+                             "with the config it was started with; without OUT, --out's")
+
+
+def resumed_config(args, saved: dict, **overrides):
+    """The config a run was started with; flags given now may only repeat it (or change checkpointing)."""
+    from ..config import RunConfig, explicit_values, refuse_changes
+
+    given = explicit_values(args, **overrides)
+    given.pop("out", None)
+    refuse_changes(saved, given)
+    keep = {k: given[k] for k in ("save_every", "keep_checkpoints") if k in given}
+    return RunConfig(**{**saved, **keep, "overwrite": False})
+
+
+def resume_target(args) -> str:
+    from ..errors import RevtuneError
+
+    out = getattr(args, "out", None) if args.resume is True else args.resume
+    if out is None:
+        raise RevtuneError("--resume needs the run's directory: --resume OUT", field="resume")
+    return out
 
 
 def run(args) -> int:
     from ..config import config_from_args
+    from ..rundir import read_started_config
 
-    config = config_from_args(args)  # bad values fail here, before torch is imported
-    from ..training.run import train_run
+    config = resumed_config(args, read_started_config(resume_target(args))) if args.resume else \
+        config_from_args(args)
+    from ..training.run import train_run  # after the checks: they fail fast, before torch loads
 
-    train_run(config)
+    train_run(config, resume=bool(args.resume))
     return 0

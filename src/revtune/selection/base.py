@@ -54,11 +54,15 @@ class Signal(Protocol):
 
     def close(self) -> None: ...
 
+    # A signal with state between steps also defines state_dict() and load_state_dict(state, ctx).
+
 
 class Rule(Protocol):
     def select(self, step: int, scores: np.ndarray | None, ctx: SelectionContext
                ) -> tuple[list[int], np.ndarray | None]:
         """Return (active layers, the scores the rule actually used, for the log)."""
+
+    # A rule with state between steps also defines state_dict() and load_state_dict(state, ctx).
 
 
 class NoSignal:
@@ -74,6 +78,12 @@ class NoSignal:
         pass
 
     def close(self):
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict, ctx) -> None:
         pass
 
 
@@ -114,3 +124,19 @@ class Strategy:
 
     def close(self) -> None:
         self.signal.close()
+
+    def state_dict(self) -> dict:
+        """What a checkpoint must keep so a resumed run selects exactly as an uninterrupted one.
+
+        JSON values only (``revtune.statejson`` encodes arrays and tensors exactly). A signal or rule
+        with state between steps defines ``state_dict()`` and ``load_state_dict(state, ctx)``; parts
+        without either are stateless (their output depends only on the step, the scores and
+        ``ctx.rng``, which the callback saves)."""
+        return {part: getattr(obj, "state_dict", dict)() for part, obj in
+                (("signal", self.signal), ("rule", self.rule))}
+
+    def load_state_dict(self, state: dict, ctx: SelectionContext) -> None:
+        """After ``setup``: put back what :meth:`state_dict` returned."""
+        for part, obj in (("signal", self.signal), ("rule", self.rule)):
+            if state.get(part) and hasattr(obj, "load_state_dict"):
+                obj.load_state_dict(state[part], ctx)

@@ -17,6 +17,7 @@ import torch
 from ..distributed import mean_across_ranks
 from ..errors import RevtuneError
 from ..models import decoder_blocks
+from ..statejson import array_from_json, array_to_json
 from .base import NoSignal, SelectionContext, Strategy
 from .registry import _no_args, register
 from .rules import AllRule
@@ -92,6 +93,12 @@ class LisaRule:
             self.current, self.drawn_in = _draw(ctx, self.gamma), step // self.period
         return self.current, None
 
+    def state_dict(self) -> dict:
+        return {"current": self.current, "drawn_in": self.drawn_in}
+
+    def load_state_dict(self, state, ctx) -> None:
+        self.current, self.drawn_in = state["current"], int(state["drawn_in"])
+
 
 @register("lisa", "lisa:GAMMA:K[:frozen-embeddings] - GAMMA blocks, full weights, redrawn every K steps; "
                   "embeddings and head always train unless frozen-embeddings (defaults 2, 20)")
@@ -145,6 +152,7 @@ class IstSignal(NoSignal):
     damp: float = 0.25
     gain: float = 10.0
     values: np.ndarray | None = None
+    updates: int = 0
     scalings: list = field(default_factory=list)
     batches: object = None
 
@@ -181,6 +189,13 @@ class IstSignal(NoSignal):
         rewards = np.exp(-losses) - np.exp(-losses).mean()
         for subset, reward in zip(subsets, rewards):
             self.values[subset] += reward * p[subset] * (1 - p[subset]) * self.gain
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"values": array_to_json(self.values), "updates": self.updates}
+
+    def load_state_dict(self, state, ctx) -> None:
+        self.values, self.updates = array_from_json(state["values"]), int(state["updates"])
 
     def damped_loss(self, ctx, subset: list[int], batch: dict) -> float:
         saved = [(holder, key, holder[key]) for layer in subset for holder, key in self.scalings[layer]]

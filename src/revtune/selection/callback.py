@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from ..adapters import LayerMap, layer_map
 from ..distributed import check_agreement, is_main
 from ..errors import RevtuneError
+from ..statejson import batch_from_json, batch_to_json, generator_state, set_generator_state
 from .base import SelectionContext, Strategy, TrainSource
 from .registry import SelectionOptions, build_strategy
 
@@ -36,7 +38,7 @@ def apply_active(layers: LayerMap, active: list[int]) -> None:
 HISTORY_IN_MEMORY = 512
 
 
-class LayerSelectionCallback(TrainerCallback):
+class LayerSelectionCallback(TrainerCallback, ExportableState):
     """Select the layers to train at every step (every ``interval`` steps) with a named strategy.
 
     ``strategy`` is a spec (``"ir"``, ``"random:4"``, ``"fixed:top6"``) or a :class:`Strategy`.
@@ -55,6 +57,13 @@ class LayerSelectionCallback(TrainerCallback):
     Gradient clipping: IR scores are defined on gradients *before* clipping, but ``Trainer`` clips before
     any callback runs, so the callback takes over clipping (it sets ``args.max_grad_norm`` to 0 for the
     run, clips to the same norm after scoring, and restores the argument at the end).
+
+    Checkpoints: the callback is an ``ExportableState``, so every Trainer checkpoint carries its state in
+    ``trainer_state.json`` (``stateful_callbacks``): the strategy's own state, the generator behind its
+    random draws, the current active set, the last training batch (IST probes it) and the selection log
+    so far. On ``trainer.train(resume_from_checkpoint=...)`` the callback puts that state back itself in
+    ``on_train_begin`` (leave ``restore_callback_states_from_checkpoint`` off: the Trainer's own restore
+    rebuilds callbacks from constructor arguments, which cannot carry a strategy bound to a model).
     """
 
     def __init__(self, strategy: str | Strategy = "ir", log_path: str | Path | None = None,
@@ -92,12 +101,44 @@ class LayerSelectionCallback(TrainerCallback):
         self.ctx = SelectionContext(model, layers, np.random.default_rng(self.seed), train=source)
         self.counts = [0] * layers.n_layers
         self.strategy.setup(self.ctx)
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__, {}).get("attributes", {})
+        if state.global_step > 0 and saved.get("revtune"):
+            self.load_state_dict(saved["revtune"], state.global_step)
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)
         self._args, self._clip = args, args.max_grad_norm
         args.max_grad_norm = 0.0
         if self.log_path and is_main():  # one log per run, not one per rank
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("w")
+            self._log.writelines(json.dumps(record) + "\n" for record in self.history)
+            self._log.flush()
+
+    def state(self) -> dict:
+        """``ExportableState``: JSON only, written into each checkpoint's ``trainer_state.json``."""
+        return {"args": {}, "attributes": {"revtune": self.state_dict() if self.ctx else None}}
+
+    def state_dict(self) -> dict:
+        return {"strategy_name": self.strategy.name, "strategy": self.strategy.state_dict(),
+                "rng": generator_state(self.ctx.rng), "active": self.active, "scores": self.scores,
+                "last_batch": batch_to_json(self.ctx.last_batch), "history": self.history,
+                "step_seconds": self.step_seconds}
+
+    def load_state_dict(self, saved: dict, step: int) -> None:
+        if saved["strategy_name"] != self.strategy.name:
+            raise RevtuneError(f"the checkpoint was written by strategy '{saved['strategy_name']}', "
+                               f"this run uses '{self.strategy.name}'", field="select")
+        if len(saved["history"]) != step:
+            raise RevtuneError(f"the checkpoint's selection log has {len(saved['history'])} steps, its "
+                               f"Trainer state {step}")
+        self.strategy.load_state_dict(saved["strategy"], self.ctx)
+        set_generator_state(self.ctx.rng, saved["rng"])
+        self.active, self.scores = list(saved["active"]), saved["scores"]
+        device = next(p for group in self.ctx.layers.params for p in group).device
+        self.ctx.last_batch = batch_from_json(saved["last_batch"], device)
+        self.history = [_record(r["step"], r["active"], r["scores"]) for r in saved["history"]]
+        self.step_seconds = list(saved["step_seconds"])
+        if self.active:
+            apply_active(self.ctx.layers, self.active)
 
     def _remember_batch(self, module, args, kwargs):
         if module.training and "input_ids" in kwargs:
@@ -111,7 +152,7 @@ class LayerSelectionCallback(TrainerCallback):
                 raise RuntimeError(f"strategy {self.strategy.name} chose no layer at step {step}")
             apply_active(self.ctx.layers, self.active)
         check_agreement(step, self.active)
-        record = {"step": step, "active": self.active, "scores": self.scores}
+        record = _record(step, self.active, self.scores)
         self.history.append(record)
         self.steps_seen += 1
         self.active_total += len(self.active)
@@ -176,6 +217,11 @@ def _unscale(optimizer) -> None:
     scaler = getattr(optimizer, "scaler", None)  # accelerate's AcceleratedOptimizer under fp16
     if scaler is not None and scaler.is_enabled():
         scaler.unscale_(optimizer.optimizer)
+
+
+def _record(step: int, active: list[int], scores: list[float] | None) -> dict:
+    """One line of ``selection.jsonl``, its keys in this order (a restored log is rewritten byte for byte)."""
+    return {"step": step, "active": active, "scores": scores}
 
 
 def _check_optimizer_holds(optimizer, layers: LayerMap) -> None:

@@ -6,6 +6,7 @@ import torch
 
 from ..distributed import tensor_norms
 from ..models import decoder_blocks
+from ..statejson import array_from_json, array_to_json, tensor_from_json, tensor_to_json
 from .base import SelectionContext
 from .rules import SENTINEL
 
@@ -76,6 +77,12 @@ class GradNormSignal:
         measured = torch.zeros_like(self.values, dtype=torch.bool)
         measured[index] = True
         self.values = torch.where(measured, layer_scores, self.values)
+
+    def state_dict(self) -> dict:
+        return {"values": tensor_to_json(self.values)}
+
+    def load_state_dict(self, state, ctx) -> None:
+        self.values = tensor_from_json(state["values"], self.values.device)
 
     def close(self):
         for handle in self.handles:
@@ -197,6 +204,12 @@ class CosineSignal:
         if all(v is not None for v in self.pending):
             self.values = torch.stack(self.pending).double().cpu().numpy()
         self.pending = [None] * len(self.pending)
+
+    def state_dict(self) -> dict:
+        return {"values": array_to_json(np.asarray(self.values, dtype=np.float64))}
+
+    def load_state_dict(self, state, ctx) -> None:
+        self.values = array_from_json(state["values"])
 
     def close(self):
         for handle in self.handles:

@@ -15,7 +15,7 @@ import torch
 from .. import distributed as dist_lib
 from ..errors import RevtuneError
 from ..models import quantization_config
-from ..rundir import building
+from ..rundir import building_resumable
 from ..runtime import mixed_precision
 from ..selection.base import Strategy
 
@@ -72,12 +72,13 @@ def upcast_trainable(model: torch.nn.Module) -> None:
 
 
 @contextmanager
-def run_directory(out, overwrite: bool):
-    """Rank 0 builds the run directory atomically (``rundir.building``); the other ranks get a private
+def run_directory(out, overwrite: bool, resume: bool = False):
+    """Rank 0 builds the run directory (``rundir.building_resumable``: ``OUT.partial``, renamed into place
+    at the end, resumable from its checkpoints); the other ranks get a private
     scratch folder for the Trainer, removed at the end. The caller ends the block with a barrier every
     rank must reach, so a run where any rank failed is never renamed into place."""
     if dist_lib.is_main():
-        with building(out, overwrite) as tmp:
+        with building_resumable(out, overwrite, resume) as tmp:
             yield tmp
         return
     scratch = Path(tempfile.mkdtemp(prefix="revtune-rank-"))

@@ -1,8 +1,10 @@
 """One training run, top to bottom: corpus -> model + adapters -> Trainer + selection -> run directory."""
 from __future__ import annotations
 
+import json
 import math
 import shutil
+import threading
 from array import array
 import time
 import warnings
@@ -11,8 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from transformers import Trainer, TrainingArguments
-from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers import TrainingArguments
+from transformers.trainer_callback import ExportableState, PrinterCallback, ProgressCallback, TrainerCallback
 
 from .. import adapters as adapter_lib
 from .. import distributed as dist_lib
@@ -20,11 +22,13 @@ from ..errors import RevtuneError
 from .. import distributed as dist_lib
 from ..models import decoder_blocks, load_model, prepare_tokenizer
 from ..planner import check_limit, format_plan, plan_run
-from ..rundir import write_json, write_text
-from ..runtime import PeakMemory, mixed_precision, resolve_device, resolve_dtype, seed_everything
+from ..rundir import STARTED_CONFIG, partial_path, write_json, write_text
+from ..runtime import (PeakMemory, environment, mixed_precision, resolve_device, resolve_dtype, seed_everything,
+                       use_deterministic_algorithms)
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
+from .checkpoint import CheckpointTrainer, Interrupted, StopOnSignal, last_checkpoint
 from .data import load_splits
 from .engine import check_engine, evaluate_split, run_directory, tune_once, upcast_trainable
 from .memory import StepMemory
@@ -57,10 +61,11 @@ def make_task(config, splits):
     return ReviseTask(config, splits)
 
 
-class BestDevTracker(TrainerCallback):
+class BestDevTracker(TrainerCallback, ExportableState):
     """Evaluates dev every ``every`` steps and keeps a CPU copy of the trainable tensors at the best score,
     so the test score at the best dev step needs no checkpoint on disk. With ``test_every`` the test split
-    is scored on its own schedule too, as the reference logs it (``test_history``; selection stays on dev)."""
+    is scored on its own schedule too, as the reference logs it (``test_history``; selection stays on dev). Checkpoints carry the history
+    (JSON, ``stateful_callbacks``) and the best-dev tensors (``checkpoint_tensors``)."""
 
     def __init__(self, task, model, every: int, test_every: int = 0):
         self.task, self.model, self.every, self.test_every = task, model, every, test_every
@@ -91,6 +96,20 @@ class BestDevTracker(TrainerCallback):
     def snapshot(self) -> dict:
         params = dict(self.model.named_parameters())
         return {name: params[name].detach().cpu().clone() for name in self.names}
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"revtune": {"history": self.history, "best": self.best}}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__, {}).get("attributes", {})
+        if state.global_step > 0 and saved.get("revtune"):
+            self.history, self.best = list(saved["revtune"]["history"]), saved["revtune"]["best"]
+
+    def checkpoint_tensors(self) -> dict:
+        return self.best_state or {}
+
+    def load_checkpoint_tensors(self, tensors: dict) -> None:
+        self.best_state = tensors or None
 
 
 class LossLog(TrainerCallback):
@@ -127,17 +146,19 @@ def effective_warmup(requested: int, total_steps: int) -> int:
     return requested if total_steps >= 2 * requested else total_steps // 10
 
 
-def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingArguments:
+def training_arguments(config, checkpoints: Path, device, total_steps: int) -> TrainingArguments:
     warmup = effective_warmup(config.warmup_steps, total_steps)
     checkpointing = {}
     if config.gradient_checkpointing:  # non-reentrant: active layers above frozen ones keep their grads
         checkpointing = dict(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
     return TrainingArguments(
-        output_dir=str(tmp / "trainer"), per_device_train_batch_size=config.batch_size,
+        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
         warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs, max_steps=config.max_steps,
-        logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=config.seed,
+        logging_steps=1, save_strategy="steps" if config.save_every else "no",
+        save_steps=config.save_every or 500, save_only_model=False, eval_strategy="no", report_to=[],
+        full_determinism=config.deterministic, seed=config.seed,
         data_seed=config.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=not dist_lib.is_main(), **mixed_precision(config.dtype, device),
         # Layers switch on and off between steps: DDP must look for unused parameters every step, and
@@ -154,12 +175,33 @@ def planned_steps(config, n_train: int) -> int:
 
 def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
-              quiet: bool = False) -> RunResult:
-    """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
+              quiet: bool = False, resume: bool = False, resume_hint: str | None = None) -> RunResult:
+    """Train one run and leave a complete run directory at ``config.out``.
+
+    The run is built in ``OUT.partial``; with ``resume`` it continues from the last checkpoint there.
+    SIGINT/SIGTERM finish the step, write a checkpoint and raise :class:`Interrupted`; a run stopped
+    before its first checkpoint leaves nothing behind.
+    """
+    stop = StopOnSignal()
+    if threading.current_thread() is threading.main_thread():
+        stop.install()
+    try:
+        return _train_run(config, strategy, prepare_model, quiet, resume, stop)
+    except Interrupted as exc:
+        exc.checkpoint = last_checkpoint(partial_path(config.out) / "checkpoints")
+        exc.resume = exc.resume or resume_hint or f"revtune train --resume {config.out}"
+        raise
+    finally:
+        stop.uninstall()
+
+
+def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResult:
     say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    if config.deterministic:
+        use_deterministic_algorithms(device)
     splits = load_splits(config)
     strategy = strategy or build_strategy(config.select, selection_options(config))
     planned = plan_run(config, splits, strategy)
@@ -169,7 +211,9 @@ def train_run(config, strategy: Strategy | None = None,
     task = make_task(config, splits)
     adapters = adapter_config(config, strategy, task.name)
     check_engine(config, strategy, adapters, device)
-    with run_directory(config.out, config.overwrite) as tmp:
+    with run_directory(config.out, config.overwrite, resume) as tmp:
+        checkpoints = tmp / "checkpoints"
+        resume_from = _start_or_resume(tmp, config, device, resume, say)
         loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
                             config.seed, config.tiny_layers, quantize=config.quantize)
         if config.quantize:
@@ -205,9 +249,11 @@ def train_run(config, strategy: Strategy | None = None,
         peak = PeakMemory(device)
         memory = StepMemory(peak)  # before the tracker: a step's peak excludes the evaluation after it
         losses = LossLog()
-        trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
-                          train_dataset=task.train_dataset, data_collator=task.collator,
-                          compute_loss_func=task.compute_loss, callbacks=[selector, memory, tracker, losses])
+        trainer = CheckpointTrainer(model=model, args=training_arguments(config, checkpoints, device, steps),
+                                    train_dataset=task.train_dataset, data_collator=task.collator,
+                                    compute_loss_func=task.compute_loss,
+                                    callbacks=[selector, memory, tracker, losses, stop], trainable=tracker.names,
+                                    keep=config.keep_checkpoints)
         if task.name == "intent":
             # transformers takes a model with **kwargs to normalise its loss over the whole accumulated
             # batch; the classification loss does not, so each micro-batch loss is divided here, as the
@@ -218,8 +264,10 @@ def train_run(config, strategy: Strategy | None = None,
         trainer.add_callback(QuietProgress())
         peak.reset()
         started = time.perf_counter()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = time.perf_counter() - started
+        if stop.signum is not None:
+            raise Interrupted(stop.signum)
         metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers, losses)
         world = dist_lib.world_size()
         peak_bytes = memory.run_peak()
@@ -235,6 +283,27 @@ def train_run(config, strategy: Strategy | None = None,
         dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
     say(summary_line(config.out, task, metrics))
     return RunResult(Path(config.out), metrics)
+
+
+def _start_or_resume(tmp: Path, config, device, resume: bool, say) -> Path | None:
+    """A fresh run records its config and environment; a resumed one returns its last checkpoint."""
+    env = environment(device, config.dtype, config.deterministic)
+    if not resume:
+        (tmp / "checkpoints").mkdir()
+        write_json(tmp / "checkpoints" / STARTED_CONFIG, config.to_dict())
+        write_json(tmp / "environment.json", env)
+        return None
+    checkpoint = last_checkpoint(tmp / "checkpoints")
+    if checkpoint is None:
+        raise RevtuneError("no complete checkpoint to resume from", path=tmp / "checkpoints", field="resume")
+    recorded = json.loads((tmp / "environment.json").read_text())
+    changed = [f"{k} {recorded.get(k)} -> {v}" for k, v in env.items()
+               if k not in ("git", "platform") and recorded.get(k) != v]
+    if changed:
+        say(f"revtune: warning: resuming in another environment, the result may differ in the last bits "
+            f"from an uninterrupted run: {'; '.join(changed)}")
+    say(f"revtune: resuming from {checkpoint}")
+    return checkpoint
 
 
 def evaluate_run(task, model, tracker, trainer, selector, layers, losses) -> dict:
@@ -288,7 +357,7 @@ def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loade
     write_json(tmp / "metrics.json", metrics)
     task.finish(model, tmp)
     plot_run(tmp)
-    shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
 
 
 def summary_line(out, task, metrics: dict) -> str:
