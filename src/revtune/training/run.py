@@ -277,6 +277,7 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResul
                        adapter=adapters.kind, world_size=world,
                        global_batch_size=config.batch_size * config.grad_accum * world,
                        peak_memory_bytes_per_rank=dist_lib.gather_objects(peak_bytes))
+        task.finish(model, tmp)  # every rank: its test predictions are sharded (a scratch folder off rank 0)
         state = dist_lib.full_trainable_state(model)  # gathered on every rank when FSDP shards it
         if dist_lib.is_main():
             save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
@@ -355,7 +356,6 @@ def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loade
                 "decision_threshold": metrics["decision"].get("threshold", 0.5)}
     write_json(tmp / "config.json", resolved)
     write_json(tmp / "metrics.json", metrics)
-    task.finish(model, tmp)
     plot_run(tmp)
     shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
 
