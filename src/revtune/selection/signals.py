@@ -55,18 +55,21 @@ class GradNormSignal:
         return self.values.double().cpu().numpy()  # the one host synchronisation of the step
 
     def observe(self, step, active, ctx):
-        if self.grad_accum == "per-backward":
+        grads, owners = [], []
+        for layer in active:
+            for param in ctx.layers.params[layer]:
+                if param.grad is not None:
+                    grads.append(param.grad)
+                    owners.append(layer)
+        if self.grad_accum == "per-backward" and len(self.pending) > len(grads):
+            # Several backwards this step: the reference's per-micro-batch terms (local to a rank under
+            # DDP; the callback averages the scores over ranks). With one backward the accumulated
+            # gradient is that backward's, and reading it after DDP's all-reduce keeps ranks exact.
             owners = [layer for layer, _ in self.pending]
-            norms = torch.stack([norm for _, norm in self.pending]) if self.pending else None
-            self.pending = []
+            norms = torch.stack([norm for _, norm in self.pending])
         else:
-            grads, owners = [], []
-            for layer in active:
-                for param in ctx.layers.params[layer]:
-                    if param.grad is not None:
-                        grads.append(param.grad)
-                        owners.append(layer)
-            norms = torch.stack(torch._foreach_norm(grads)).float() if grads else None
+            norms = tensor_norms(grads).float() if grads else None
+        self.pending = []
         if norms is None:
             return
         norms = norms.to(self.values.device)
