@@ -27,11 +27,12 @@ def train(out: Path, select: str, nproc: int, batch: int, args, fsdp: bool = Fal
     command = [*launcher, "-m", "revtune.cli", "train", "--model", args.model, "--select", select,
                "--max-steps", str(args.steps), "--batch-size", str(batch), "--max-length", str(args.max_length),
                "--learning-rate", str(args.learning_rate), "--seed", str(args.seed), "--lora-dropout", "0",
-               "--eval-every", str(args.steps), "--out", str(out), *(["--fsdp"] if fsdp else [])]
+               "--eval-every", str(args.steps), "--out", str(out), "--overwrite", *(["--fsdp"] if fsdp else [])]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        sys.exit(f"bench: {select} with {nproc} process(es) failed:\n{result.stderr[-3000:]}")
+    if not (out / "metrics.json").exists():  # a finished run in --out is reused: an interrupted bench resumes
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            sys.exit(f"bench: {select} with {nproc} process(es) failed:\n{result.stderr[-3000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
     metrics["sets"] = [json.loads(line)["active"] for line in (out / "selection.jsonl").read_text().splitlines()]
     return metrics
@@ -47,7 +48,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=171)
     parser.add_argument("--fsdp", action="store_true", help="also run the two processes with --fsdp")
-    parser.add_argument("--out", help="keep the run directories here (default: a temporary folder)")
+    parser.add_argument("--out", help="keep the run directories here (default: a temporary folder); "
+                                      "finished runs found there are reused")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     folder = Path(args.out or tempfile.mkdtemp(prefix="revtune-bench-dist-"))
