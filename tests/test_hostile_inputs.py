@@ -251,7 +251,7 @@ def test_revise_cuts_a_huge_line_to_the_run_max_length(revise_run):
     result, peak_mib, lines = run_measured("revise", "--run", revise_run, "--intent", "clarity", stdin=line)
     assert result.returncode == 0, lines
     assert len(result.stdout.decode().splitlines()) == 1
-    assert peak_mib < 1500, peak_mib  # the uncut line reached 6.4 GB
+    assert peak_mib < 2500, peak_mib  # the uncut line reached 6.4 GB; alone this run peaks near 0.5 GB
 
 
 def test_non_utf8_stdin_is_one_line(revise_run):

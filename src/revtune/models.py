@@ -234,6 +234,10 @@ def load_pretrained(source: str, spec: str, cls, label_kwargs: dict, dtype,
     from transformers.utils import logging as hf_logging
 
     safe = dict(trust_remote_code=False, local_files_only=local_only)
+    if local_only:  # local_files_only alone still lets the hub client probe for files: go offline
+        import huggingface_hub.constants as hub_constants
+
+        hub_constants.HF_HUB_OFFLINE = True
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised score weights" is expected for a new head
     try:
