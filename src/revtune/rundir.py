@@ -263,6 +263,7 @@ def _keep(tmp: Path, out: Path, reason: str) -> RevtuneError:
 def partial_path(out: str | Path) -> Path:
     """Where an unfinished resumable run lives: ``OUT.partial`` beside ``OUT``."""
     out = Path(out)
+    out = out if out.name else out.resolve()
     return out.with_name(out.name + ".partial")
 
 
@@ -294,7 +295,10 @@ def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = 
     always); before that it leaves nothing behind. A fresh run refuses to start over an existing
     ``OUT.partial`` unless ``overwrite``.
     """
-    out, partial = Path(out), partial_path(out)
+    out = Path(out)
+    if not resume:
+        check_output(out, overwrite)  # first: it refuses '.', a file or a foreign folder in one line
+    partial = partial_path(out)
     if resume:
         if (out / "config.json").is_file() and not partial.exists():
             raise RevtuneError("this run finished; there is nothing to resume", path=out, field="resume")
