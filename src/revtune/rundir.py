@@ -32,7 +32,7 @@ OUTPUT_KINDS = (("config.json", "metrics.json"), ("intention.json", "metrics.jso
 OUTPUT_FILES = frozenset({"config.json", "metrics.json", "selection.jsonl", "trainable.txt", "selection.png",
                           "loss.png", "predictions.jsonl", "intention.json", "compare.json", "compare.md",
                           "config.yaml", "compare_metrics.png", "compare_loss.png", "compare_selection.png",
-                          "card.json", "card.md", "card.png"})
+                          "card.json", "card.md", "card.png", "environment.json", "compare_stability.png"})
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
 _HOST = re.sub(r"[^A-Za-z0-9.]", "", socket.gethostname())[:40] or "host"
 
