@@ -108,15 +108,17 @@ def test_an_output_created_while_building_is_not_replaced(tmp_path, corpus):
 
 # --- signals ------------------------------------------------------------------------------------------
 
-def test_sigterm_removes_the_building_directory(tmp_path, corpus):
+def test_sigterm_keeps_a_resumable_checkpoint_and_no_half_written_run(tmp_path, corpus):
+    """SIGTERM mid-training (issue 11): the step finishes, a checkpoint is written under OUT.partial,
+    exit 143 with the resume command; OUT itself never appears half-written."""
     out = tmp_path / "run"
     child = popen_cli("train", *tiny_args(corpus, out, "--max-steps", "400"))
-    wait_for(lambda: list(tmp_path.glob(".run.building-*/selection.jsonl")))
+    wait_for(lambda: list(tmp_path.glob("run.partial/selection.jsonl")))
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 143, stderr[-2000:]
-    assert "terminated; no partial output was kept" in stderr and "Traceback" not in stderr
-    assert list(tmp_path.iterdir()) == []
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not out.exists() and list((tmp_path / "run.partial" / "checkpoints").glob("checkpoint-*"))
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_run_but_a_live_owners_are_kept(tmp_path, corpus):
