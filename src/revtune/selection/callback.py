@@ -121,7 +121,7 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
         return {"strategy_name": self.strategy.name, "strategy": self.strategy.state_dict(),
                 "rng": generator_state(self.ctx.rng), "active": self.active, "scores": self.scores,
                 "last_batch": batch_to_json(self.ctx.last_batch), "history": self.history,
-                "step_seconds": self.step_seconds}
+                "step_seconds": getattr(self, "step_seconds", [])}
 
     def load_state_dict(self, saved: dict, step: int) -> None:
         if saved["strategy_name"] != self.strategy.name:
@@ -136,7 +136,7 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
         device = next(p for group in self.ctx.layers.params for p in group).device
         self.ctx.last_batch = batch_from_json(saved["last_batch"], device)
         self.history = [_record(r["step"], r["active"], r["scores"]) for r in saved["history"]]
-        self.step_seconds = list(saved["step_seconds"])
+        self.step_seconds = list(saved.get("step_seconds", []))
         if self.active:
             apply_active(self.ctx.layers, self.active)
 
