@@ -207,14 +207,9 @@ def _fused_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal
 
 def process_rss() -> int:
     """Resident bytes of this process now (Linux); 0 where it cannot be read."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    from .runtime import status_bytes
+
+    return status_bytes("VmRSS")
 
 
 def plan_memory(model, layers, trace: ActivationTrace, *, lowest_layer: int, batch: int, seq: int,

@@ -37,6 +37,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def status_bytes(key: str) -> int:
+    """A size field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes; 0 where it cannot be read."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class PeakMemory:
     """Peak memory of a phase: max allocated on CUDA, peak resident set size on CPU.
 
@@ -60,14 +72,7 @@ class PeakMemory:
     def peak_bytes(self) -> int:
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
-        try:
-            with open("/proc/self/status") as handle:
-                for line in handle:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        return status_bytes("VmHWM") or int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def cpu_threads() -> int:
