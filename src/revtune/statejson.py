@@ -51,3 +51,17 @@ def set_generator_state(rng: np.random.Generator, state: dict) -> None:
         raise ValueError(f"checkpoint holds a {state['bit_generator']} generator, the run uses "
                          f"{type(rng.bit_generator).__name__}")
     rng.bit_generator.state = state
+
+
+def exported(attributes: dict) -> dict:
+    """A callback's ``ExportableState.state()``: its JSON state under one key, no constructor args (the
+    Trainer's own restore, which rebuilds callbacks from args, stays off)."""
+    return {"args": {}, "attributes": {"revtune": attributes}}
+
+
+def restored(callback, state) -> dict | None:
+    """What :func:`exported` wrote for ``callback`` into the checkpoint a run resumes from, else None."""
+    if state.global_step == 0:
+        return None
+    saved = (state.stateful_callbacks or {}).get(type(callback).__name__, {})
+    return saved.get("attributes", {}).get("revtune")

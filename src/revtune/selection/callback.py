@@ -19,7 +19,7 @@ from transformers.trainer_callback import ExportableState
 from ..adapters import LayerMap, layer_map
 from ..distributed import check_agreement, is_main
 from ..errors import RevtuneError
-from ..statejson import batch_from_json, batch_to_json, generator_state, set_generator_state
+from ..statejson import batch_from_json, batch_to_json, exported, generator_state, restored, set_generator_state
 from .base import SelectionContext, Strategy, TrainSource
 from .registry import SelectionOptions, build_strategy
 
@@ -101,42 +101,44 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
         self.ctx = SelectionContext(model, layers, np.random.default_rng(self.seed), train=source)
         self.counts = [0] * layers.n_layers
         self.strategy.setup(self.ctx)
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__, {}).get("attributes", {})
-        if state.global_step > 0 and saved.get("revtune"):
-            self.load_state_dict(saved["revtune"], state.global_step)
+        saved = restored(self, state)
+        if saved:
+            self.load_state_dict(saved, state.global_step)
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)
         self._args, self._clip = args, args.max_grad_norm
         args.max_grad_norm = 0.0
         if self.log_path and is_main():  # one log per run, not one per rank
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self.log_path.open("w")
-            self._log.writelines(json.dumps(record) + "\n" for record in self.history)
-            self._log.flush()
+            self._log = _reopen_log(self.log_path, state.global_step, self.history)
 
     def state(self) -> dict:
         """``ExportableState``: JSON only, written into each checkpoint's ``trainer_state.json``."""
-        return {"args": {}, "attributes": {"revtune": self.state_dict() if self.ctx else None}}
+        return exported(self.state_dict() if self.ctx else None)
 
     def state_dict(self) -> dict:
         return {"strategy_name": self.strategy.name, "strategy": self.strategy.state_dict(),
                 "rng": generator_state(self.ctx.rng), "active": self.active, "scores": self.scores,
-                "last_batch": batch_to_json(self.ctx.last_batch), "history": self.history,
-                "step_seconds": getattr(self, "step_seconds", [])}
+                "last_batch": batch_to_json(self.ctx.last_batch), "history": list(self.history),
+                "steps_seen": self.steps_seen, "active_total": self.active_total, "counts": self.counts,
+                "lowest_per_step": self.lowest_per_step, "seconds": self._seconds}
 
     def load_state_dict(self, saved: dict, step: int) -> None:
         if saved["strategy_name"] != self.strategy.name:
             raise RevtuneError(f"the checkpoint was written by strategy '{saved['strategy_name']}', "
                                f"this run uses '{self.strategy.name}'", field="select")
-        if len(saved["history"]) != step:
-            raise RevtuneError(f"the checkpoint's selection log has {len(saved['history'])} steps, its "
+        if saved["steps_seen"] != step:
+            raise RevtuneError(f"the checkpoint's selection state has {saved['steps_seen']} steps, its "
                                f"Trainer state {step}")
         self.strategy.load_state_dict(saved["strategy"], self.ctx)
         set_generator_state(self.ctx.rng, saved["rng"])
         self.active, self.scores = list(saved["active"]), saved["scores"]
         device = next(p for group in self.ctx.layers.params for p in group).device
         self.ctx.last_batch = batch_from_json(saved["last_batch"], device)
-        self.history = [_record(r["step"], r["active"], r["scores"]) for r in saved["history"]]
-        self.step_seconds = list(saved.get("step_seconds", []))
+        self.history = deque((_record(r["step"], r["active"], r["scores"]) for r in saved["history"]),
+                             maxlen=HISTORY_IN_MEMORY)
+        self.steps_seen, self.active_total = saved["steps_seen"], saved["active_total"]
+        self.counts, self.lowest_per_step = list(saved["counts"]), list(saved["lowest_per_step"])
+        self._seconds = list(saved["seconds"])
         if self.active:
             apply_active(self.ctx.layers, self.active)
 
@@ -217,6 +219,31 @@ def _unscale(optimizer) -> None:
     scaler = getattr(optimizer, "scaler", None)  # accelerate's AcceleratedOptimizer under fp16
     if scaler is not None and scaler.is_enabled():
         scaler.unscale_(optimizer.optimizer)
+
+
+def _reopen_log(path: Path, step: int, recent) -> "object":
+    """Open ``selection.jsonl`` for the steps from ``step`` on.
+
+    A resumed run keeps the lines its interrupted predecessor wrote before the checkpoint (the
+    checkpoint holds only the last :data:`HISTORY_IN_MEMORY` records, so the file is the full record);
+    records the file lost are filled in from ``recent``. Lines written after the checkpoint are dropped:
+    those steps run again.
+    """
+    kept: dict[int, dict] = {}
+    if step > 0 and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut by the kill, and nothing after it can be trusted
+            if record["step"] < step:
+                kept[record["step"]] = _record(record["step"], record["active"], record["scores"])
+    for record in recent:
+        kept.setdefault(record["step"], record)
+    log = path.open("w")
+    log.writelines(json.dumps(kept[s]) + "\n" for s in sorted(kept))
+    log.flush()
+    return log
 
 
 def _record(step: int, active: list[int], scores: list[float] | None) -> dict:

@@ -10,15 +10,27 @@ from __future__ import annotations
 import statistics
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from ..runtime import PeakMemory
+from ..statejson import exported, restored
 
 
-class StepMemory(TrainerCallback):
+class StepMemory(TrainerCallback, ExportableState):
+    """Checkpoints carry the per-step peaks, so a resumed run reports every step's."""
+
     def __init__(self, peak: PeakMemory):
         self.peak = peak
         self.per_step: list[int] = []
         self.overall = 0
+
+    def state(self) -> dict:
+        return exported({"per_step": self.per_step, "overall": self.overall})
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = restored(self, state)
+        if saved:
+            self.per_step, self.overall = list(saved["per_step"]), saved["overall"]
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.overall = max(self.overall, self.peak.peak_bytes())

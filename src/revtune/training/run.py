@@ -5,9 +5,9 @@ import json
 import math
 import shutil
 import threading
-from array import array
 import time
 import warnings
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,13 +19,13 @@ from transformers.trainer_callback import ExportableState, PrinterCallback, Prog
 from .. import adapters as adapter_lib
 from .. import distributed as dist_lib
 from ..errors import RevtuneError
-from .. import distributed as dist_lib
 from ..models import decoder_blocks, load_model, prepare_tokenizer
 from ..planner import check_limit, format_plan, plan_run
 from ..rundir import STARTED_CONFIG, partial_path, write_json, write_text
 from ..runtime import (PeakMemory, environment, mixed_precision, resolve_device, resolve_dtype, seed_everything,
                        use_deterministic_algorithms)
 from ..selection.base import Strategy
+from ..statejson import exported, restored
 from ..selection.callback import LayerSelectionCallback
 from ..selection.registry import build_strategy, selection_options
 from .checkpoint import CheckpointTrainer, Interrupted, StopOnSignal, last_checkpoint
@@ -98,12 +98,13 @@ class BestDevTracker(TrainerCallback, ExportableState):
         return {name: params[name].detach().cpu().clone() for name in self.names}
 
     def state(self) -> dict:
-        return {"args": {}, "attributes": {"revtune": {"history": self.history, "best": self.best}}}
+        return exported({"history": self.history, "test_history": self.test_history, "best": self.best})
 
     def on_train_begin(self, args, state, control, **kwargs):
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__, {}).get("attributes", {})
-        if state.global_step > 0 and saved.get("revtune"):
-            self.history, self.best = list(saved["revtune"]["history"]), saved["revtune"]["best"]
+        saved = restored(self, state)
+        if saved:
+            self.history, self.best = list(saved["history"]), saved["best"]
+            self.test_history = list(saved["test_history"])
 
     def checkpoint_tensors(self) -> dict:
         return self.best_state or {}
@@ -112,14 +113,23 @@ class BestDevTracker(TrainerCallback, ExportableState):
         self.best_state = tensors or None
 
 
-class LossLog(TrainerCallback):
+class LossLog(TrainerCallback, ExportableState):
     """The loss of every step as two compact arrays, and the Trainer's own per-step log trimmed: with
-    ``logging_steps=1`` its ``log_history`` grows by a dict per step for the whole run."""
+    ``logging_steps=1`` its ``log_history`` grows by a dict per step for the whole run. Checkpoints carry
+    the arrays, so a resumed run reports the loss of every step."""
 
     KEEP = 64
 
     def __init__(self):
         self.steps, self.losses = array("q"), array("d")
+
+    def state(self) -> dict:
+        return exported({"steps": list(self.steps), "losses": list(self.losses)})
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = restored(self, state)
+        if saved:
+            self.steps, self.losses = array("q", saved["steps"]), array("d", saved["losses"])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
