@@ -95,7 +95,7 @@ def test_overwriting_a_run_leaves_no_old_copy_and_keeps_the_umask_permissions(tm
 def test_an_output_created_while_building_is_not_replaced(tmp_path, corpus):
     out = tmp_path / "run"
     child = popen_cli("train", *tiny_args(corpus, out, "--max-steps", "30"))
-    wait_for(lambda: list(tmp_path.glob(".run.building-*")))
+    wait_for(lambda: list(tmp_path.glob("run.partial/selection.jsonl")))
     out.mkdir()
     (out / "mine.txt").write_text("created meanwhile")
     stdout, stderr = child.communicate(timeout=600)
@@ -124,22 +124,30 @@ def test_sigterm_keeps_a_resumable_checkpoint_and_no_half_written_run(tmp_path, 
 def test_sigkill_leftovers_are_removed_by_the_next_run_but_a_live_owners_are_kept(tmp_path, corpus):
     out = tmp_path / "run"
     child = popen_cli("train", *tiny_args(corpus, out, "--max-steps", "400"))
-    wait_for(lambda: list(tmp_path.glob(".run.building-*/selection.jsonl")))
+    wait_for(lambda: list(tmp_path.glob("run.partial/selection.jsonl")))
     child.kill()
     child.communicate()
-    assert len(list(tmp_path.glob(".run.building-*"))) == 1  # what SIGKILL leaves
-    alive = tmp_path / f".run.building-{os.getpid()}@{HOST}-live"
-    alive.mkdir()
+    assert [p.name for p in tmp_path.iterdir()] == ["run.partial"]  # what SIGKILL leaves: no checkpoint
     result = run_cli("train", *tiny_args(corpus, out, "--max-steps", "1"))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", alive.name])
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and not (out / ".owner").exists()
+
+    other = tmp_path / "other"
+    live = tmp_path / "other.partial"
+    live.mkdir()
+    (live / ".owner").write_text(f"{os.getpid()}@{HOST}\n")  # this test process: alive
+    (live / "work.txt").write_text("in progress")
+    line = one_line_error(run_cli("train", *tiny_args(corpus, other, "--max-steps", "1")),
+                          "another revtune process", str(os.getpid()))
+    assert "other.partial" in line and (live / "work.txt").read_text() == "in progress"
+    assert not other.exists()
 
 
 def test_sigterm_to_compare_stops_its_training_child(tmp_path, corpus):
     out = tmp_path / "cmp"
     child = popen_cli("compare", *tiny_args(corpus, out, "--max-steps", "400"), "--select", "all,ir")
-    grandchild = wait_for(lambda: list(tmp_path.glob(".cmp.building-*/.all.building-*/selection.jsonl")))
-    pid = int(grandchild[0].parent.name.split("building-")[1].split("@")[0])
+    grandchild = wait_for(lambda: list(tmp_path.glob(".cmp.building-*/all.partial/selection.jsonl")))
+    pid = int((grandchild[0].parent / ".owner").read_text().split("@")[0])
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 143, stderr[-2000:]

@@ -14,7 +14,8 @@ from pathlib import Path
 from .errors import RevtuneError
 
 TIMING_KEYS = {"mean_step_seconds", "train_seconds", "peak_memory_bytes", "peak_memory_bytes_per_rank",
-               "step_peak_memory_bytes", "median_step_peak_memory_bytes"}  # measured, not computed
+               "step_peak_memory_bytes", "median_step_peak_memory_bytes",
+               "predicted_peak_memory_bytes"}  # measured (the prediction starts from the RSS), not computed
 CONFIG_KEYS_IGNORED = {"out", "overwrite", "save_every", "keep_checkpoints"}
 SUB_RUNS = ("predictor", "generator", "alignment")
 

@@ -185,10 +185,14 @@ def check_output(out: str | Path, overwrite: bool) -> Path:
 
 def _owner_alive(name: str) -> bool:
     match = re.search(r"\.(?:building|old)-(\d+)@([A-Za-z0-9.]+)-", name + "-")
-    if match is None or match.group(2) != _HOST:
-        return True  # not ours to judge: another host's, or an older revtune's
+    return True if match is None else _alive(match.group(1), match.group(2))
+
+
+def _alive(pid: str, host: str) -> bool:
+    if host != _HOST:
+        return True  # not ours to judge: another host's
     try:
-        os.kill(int(match.group(1)), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError, ValueError):
@@ -287,13 +291,49 @@ def _resumable(folder: Path) -> bool:
         (child / "metrics.json").is_file() for child in folder.iterdir() if child.is_dir())
 
 
+OWNER_FILE = ".owner"  # inside OUT.partial: pid@host of the process building it, removed at the rename
+
+
+def partial_owner(partial: Path) -> str | None:
+    """``pid@host`` of the live process building ``partial``, or None (none recorded, or it is dead)."""
+    try:
+        owner = (partial / OWNER_FILE).read_text().strip()
+    except OSError:
+        return None
+    pid, _, host = owner.partition("@")
+    return owner if pid.isdigit() and _alive(pid, host) else None
+
+
+def _claim(partial: Path, out: Path, resume: bool, overwrite: bool) -> None:
+    """Take ``OUT.partial`` for this process. A live owner's is refused; a dead owner's leftover with
+    nothing worth resuming (SIGKILL before the first checkpoint) is removed; one with a checkpoint is
+    resumed, or replaced only with ``--overwrite``."""
+    if partial.is_dir():
+        owner = partial_owner(partial)
+        if owner is not None:
+            raise RevtuneError(f"another revtune process ({owner}) is building this run right now",
+                               path=partial, field="out")
+        if not resume:
+            if _resumable(partial) and not overwrite:
+                raise RevtuneError(f"an interrupted run is kept here: --resume {out} continues it, "
+                                   "--overwrite starts over", path=partial, field="out")
+            shutil.rmtree(partial)
+    elif partial.exists():
+        raise RevtuneError("is in the way of this run's working directory (not a directory)", path=partial,
+                           field="out")
+    if not resume:
+        partial.mkdir()
+    write_text(partial / OWNER_FILE, f"{os.getpid()}@{_HOST}\n")
+
+
 @contextmanager
 def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = False):
     """Like :func:`building`, under the fixed name ``OUT.partial`` so ``--resume OUT`` finds it.
 
     A failure or interruption keeps ``OUT.partial`` once it holds a checkpoint (or, when resuming,
-    always); before that it leaves nothing behind. A fresh run refuses to start over an existing
-    ``OUT.partial`` unless ``overwrite``.
+    always); before that it leaves nothing behind. ``OUT.partial`` records its owner, so a second process
+    into the same place is refused while the first lives, and a SIGKILLed run's leftover without a
+    checkpoint is cleared by the next run.
     """
     out = Path(out)
     if not resume:
@@ -305,20 +345,16 @@ def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = 
         if not partial.is_dir():
             raise RevtuneError("no interrupted run to resume (expected OUT.partial)", path=partial,
                                field="resume")
-    else:
-        check_output(out, overwrite)
-        if partial.exists():
-            if not overwrite:
-                raise RevtuneError(f"an interrupted run is kept here: --resume {out} continues it, "
-                                   "--overwrite starts over", path=partial, field="out")
-            shutil.rmtree(partial)
-        partial.mkdir()
+    _claim(partial, out, resume, overwrite)
     try:
         yield partial
     except BaseException:
         if not resume and not _resumable(partial):
             shutil.rmtree(partial, ignore_errors=True)
+        else:
+            (partial / OWNER_FILE).unlink(missing_ok=True)
         raise
+    (partial / OWNER_FILE).unlink(missing_ok=True)
     _install(partial, out, overwrite, f"{os.getpid()}@{_HOST}")
 
 
