@@ -20,6 +20,7 @@ from revtune.errors import RevtuneError
 from revtune.models import decoder_blocks, load_model
 from revtune.selection.base import SelectionContext
 from revtune.selection.baselines import IstSignal, ReplayRule, adapter_scalings
+from revtune.selection.options import IstOptions
 from revtune.selection.registry import build_strategy
 from revtune.tfidf import edit_words, tfidf_run
 from revtune.training.run import train_run
@@ -74,7 +75,7 @@ def tiny_config(corpus, out, select, steps, **overrides) -> RunConfig:
                     dev=str(corpus / "dev.jsonl"), test=str(corpus / "test.jsonl"), select=select,
                     max_steps=steps, batch_size=4, max_length=40, eval_every=1000, out=str(out))
     settings.update(overrides)
-    return RunConfig(**settings)
+    return RunConfig.from_values(settings)
 
 
 class GradientRecorder:
@@ -199,7 +200,7 @@ def test_ist_restores_bottleneck_scales_and_train_mode(corpus):
     ids = torch.randint(3, 200, (4, 12))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 0, 1])}
     ctx = SelectionContext(model, layer_map(model), np.random.default_rng(0), last_batch=batch)
-    signal = IstSignal()
+    signal = IstSignal(IstOptions())
     signal.setup(ctx)
     model.train()
     assert signal.scores(0, ctx).tolist() == [0.0] * N_LAYERS
@@ -214,7 +215,7 @@ def test_ist_refuses_full_weights():
     model = attach(loaded.model, AdapterConfig(kind="none"), "intent")
     ctx = SelectionContext(model, layer_map(model), np.random.default_rng(0))
     with pytest.raises(RevtuneError, match="lora, dora or bottleneck"):
-        IstSignal().setup(ctx)
+        IstSignal(IstOptions()).setup(ctx)
 
 
 def _bare_context(n_layers: int) -> SelectionContext:
@@ -254,8 +255,8 @@ def test_asking_for_more_layers_than_the_model_has_is_an_error():
 def test_strategy_parameter_setups():
     assert build_strategy("full").adapter == "none"
     lisa, frozen = build_strategy("lisa"), build_strategy("lisa:3:5:frozen-embeddings")
-    assert (lisa.name, lisa.default_adapter, lisa.train_outside_blocks) == ("lisa:2:20", "none", True)
-    assert (frozen.rule.gamma, frozen.rule.period, frozen.train_outside_blocks) == (3, 5, False)
+    assert (lisa.name, lisa.default_adapter, lisa.outside_blocks) == ("lisa:2:20", "none", "train")
+    assert (frozen.rule.gamma, frozen.rule.period, frozen.outside_blocks) == (3, 5, "freeze")
     assert build_strategy("random").name == "random:4"
 
 
@@ -267,9 +268,11 @@ def test_edit_words_lists_deletions_and_additions():
 def test_tfidf_beats_chance_on_a_separable_corpus(tmp_path):
     for name, per_class, seed in (("train", 12, 3), ("dev", 2, 4), ("test", 6, 5)):
         write_corpus(tmp_path / f"{name}.jsonl", per_class, seed)
-    metrics = tfidf_run(tiny_config(tmp_path, tmp_path / "tfidf", "tfidf", 1))
+    metrics = tfidf_run(tiny_config(tmp_path, tmp_path / "tfidf", "all", 1))  # tfidf reads no selection
     assert metrics["test"]["macro_f1"] > 0.8  # chance is 0.2 with five balanced intents
     assert metrics["steps"] == 1 and metrics["mean_active_layers"] == 0 and metrics["trainable_params"] > 0
     written = json.loads((tmp_path / "tfidf" / "metrics.json").read_text())
     assert set(written["test"]) >= {"macro_f1", "accuracy", "au_prc", "per_class"}
-    assert json.loads((tmp_path / "tfidf" / "config.json").read_text())["select"] == "tfidf"
+    saved = json.loads((tmp_path / "tfidf" / "config.json").read_text())
+    assert json.loads((tmp_path / "tfidf" / "metrics.json").read_text())["strategy"] == "tfidf"
+    assert RunConfig.from_values(saved).data.train == saved["data"]["train"]

@@ -8,41 +8,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .config import ADAPTERS, AdapterConfig  # noqa: F401  (AdapterConfig is the run config's part)
 from .errors import RevtuneError, did_you_mean
 from .models import decoder_blocks
 
-ADAPTERS = ("lora", "dora", "bottleneck", "none")
 REFERENCE_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
 HEAD_NAMES = ("score", "classifier")
 BOTTLENECK_FILE = "bottleneck.safetensors"
 REVTUNE_ADAPTER_CONFIG = "revtune_adapter.json"
-
-
-@dataclass
-class AdapterConfig:
-    """Reference defaults of IR-Tuning (METHODS.md §1)."""
-
-    kind: str = "lora"
-    r: int = 32
-    alpha: int = 64
-    dropout: float = 0.05
-    targets: tuple[str, ...] | None = None  # None: the reference names when present, else every Linear
-    bottleneck_dim: int = 256
-    train_head: bool = True
-    train_outside_blocks: bool = False  # embeddings and final norm (LISA keeps them trainable)
-
-    def __post_init__(self):
-        if self.kind not in ADAPTERS:
-            raise RevtuneError(f"unknown adapter '{self.kind}': {did_you_mean(self.kind, ADAPTERS)}",
-                               field="adapter")
-        if self.r < 1 or self.bottleneck_dim < 1:
-            raise RevtuneError("adapter rank and bottleneck size must be at least 1", field="lora_r")
 
 
 @dataclass
@@ -108,6 +87,7 @@ def is_linear(module: nn.Module) -> bool:
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int]:
+    """(d_in, d_out) of a Linear or a GPT-2 Conv1D (whose weight is stored transposed)."""
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     d_in, d_out = module.weight.shape
@@ -142,38 +122,49 @@ def _head_modules(model: nn.Module) -> list[str]:
 
 
 def attach(model: nn.Module, config: AdapterConfig, task: str) -> nn.Module:
-    """Freeze the base model and add the trainable parameters that ``config`` asks for."""
+    """Freeze the base model and add the trainable parameters that ``config`` asks for (``config.kind``
+    resolved: unset means lora); the head of a classifier trains unless ``freeze_head``."""
+    kind = config.kind or "lora"
     for param in model.parameters():
         param.requires_grad_(False)
     heads = _head_modules(model) if task == "intent" else []
-    if config.kind == "none":
+    if kind == "none":
         for name, param in model.named_parameters():
             param.requires_grad_(True)
         return model
     targets = resolve_targets(model, config.targets)
-    if config.kind == "bottleneck":
+    if kind == "bottleneck":
         _wrap_bottlenecks(model, targets, config.bottleneck_dim)
     else:
         from peft import LoraConfig, get_peft_model
 
         peft_config = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                 bias="none", target_modules=targets, use_dora=config.kind == "dora",
-                                 modules_to_save=heads if config.train_head and heads else None)
+                                 bias="none", target_modules=targets, use_dora=kind == "dora",
+                                 modules_to_save=heads if not config.freeze_head and heads else None)
         model = get_peft_model(model, peft_config)
-    if config.train_head:
+    if not config.freeze_head:
         for name, param in model.named_parameters():
             if any(f"{head}." in name for head in heads) and "original_module" not in name:
                 param.requires_grad_(True)
-    if config.train_outside_blocks:
-        _unfreeze_outside_blocks(model)
     return model
 
 
-def _unfreeze_outside_blocks(model: nn.Module) -> None:
+def unfreeze_outside_blocks(model: nn.Module) -> None:
+    """Embeddings, final norm and head train too (LISA)."""
     inside = {id(p) for p in decoder_blocks(model).parameters()}
     for name, param in model.named_parameters():
         if id(param) not in inside and "original_module" not in name:
             param.requires_grad_(True)
+
+
+def freeze_outside_blocks(model: nn.Module) -> None:
+    """Only the task head trains outside the blocks (``lisa:...:frozen-embeddings`` with full weights,
+    whose adapter ``none`` leaves embeddings and final norm trainable); a classifier's head starts
+    random, so it keeps training, as ``--freeze-head`` decides."""
+    inside = {id(p) for p in decoder_blocks(model).parameters()}
+    for name, param in model.named_parameters():
+        if id(param) not in inside and not any(part in HEAD_NAMES for part in name.split(".")):
+            param.requires_grad_(False)
 
 
 def _wrap_bottlenecks(model: nn.Module, targets: list[str], dim: int) -> None:
@@ -211,8 +202,9 @@ def load_adapter(model: nn.Module, folder: Path, task: str) -> nn.Module:
     """Rebuild the trained model from a base model and a folder written by :func:`save_adapter`."""
     from safetensors.torch import load_file
 
-    config = AdapterConfig(**{k: (tuple(v) if k == "targets" and v else v) for k, v in
-                              json.loads((folder / REVTUNE_ADAPTER_CONFIG).read_text()).items()})
+    saved = json.loads((folder / REVTUNE_ADAPTER_CONFIG).read_text())
+    known = {f.name for f in fields(AdapterConfig)}  # older runs also saved train_head, train_outside_blocks
+    config = AdapterConfig(**{k: v for k, v in saved.items() if k in known})
     if config.kind in ("lora", "dora"):
         from peft import PeftModel
 

@@ -7,6 +7,7 @@ file, so any row can be re-run alone. The output directory is built aside and re
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -40,42 +41,69 @@ def run_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", spec).strip("_.") or "strategy"
 
 
-def check_specs(specs: list[str], config) -> list[str]:
-    """Fail before any training on what needs no model: unknown names, bad arguments, duplicates."""
-    from .selection.registry import STRATEGIES, build_strategy, selection_options, split_spec
+def check_specs(specs: list[str], config, option_values: dict | None = None) -> list[tuple[str, object]]:
+    """(spec, options) of every row, failing before any training on what needs no model: unknown names,
+    bad arguments, duplicates, an option no listed strategy has. Each strategy gets the options of
+    ``option_values`` (flat names) it has, on top of those it shares with ``config.selection.options``;
+    ``tfidf`` gets None."""
+    from .selection.registry import STRATEGIES, option_flags, parse_spec, split_spec
 
     specs = [s.strip() for s in specs if s.strip()]
     if not specs:
         raise RevtuneError("give at least one strategy, e.g. --select ir,all,tfidf", field="select")
-    options = selection_options(config)
-    names = {}
+    base = dataclasses.asdict(config.selection.options)
+    users = option_flags()
+    names, rows, used = {}, [], set()
     for spec in specs:
         name, _ = split_spec(spec)
-        if spec in CLASSICAL and config.task != "intent":
-            raise RevtuneError(f"{spec} classifies intents; it has no {config.task} variant", field="select")
+        options = None
+        if spec in CLASSICAL and config.data.task != "intent":
+            raise RevtuneError(f"{spec} classifies intents; it has no {config.data.task} variant", field="select")
         if spec not in CLASSICAL:
             if name not in STRATEGIES:
                 valid = did_you_mean(name, [*STRATEGIES, *CLASSICAL])
                 raise RevtuneError(f"unknown strategy '{name}': {valid}", field="select")
-            build_strategy(spec, options)
+            mine = {k: v for k, v in (option_values or {}).items() if name in {s for s, _ in users.get(k, [])}}
+            used |= set(mine)
+            options = parse_spec(spec, mine, base)
         if run_name(spec) in names:
             raise RevtuneError(f"'{spec}' and '{names[run_name(spec)]}' would share one run directory",
                                field="select")
         names[run_name(spec)] = spec
-    return specs
+        rows.append((spec, options))
+    for key in set(option_values or {}) - used:
+        raise RevtuneError(f"no listed strategy has this option (it applies to "
+                           f"{', '.join(s for s, _ in users.get(key, []))})", field=key)
+    return rows
 
 
-def child_command(spec: str, config_file: Path, folder: Path, config) -> list[str]:
-    """The command that trains one row: every setting from the shared file, the strategy and output on
-    the command line, and the adapter a strategy insists on (``full`` trains the weights themselves)."""
+def option_arguments(options) -> list[str]:
+    """The flags that give ``options`` their non-default values on a ``revtune train`` command line."""
+    from .knobs import cli_fields, default_of, flat_name
+
+    arguments = []
+    for f in cli_fields(type(options)):
+        value = getattr(options, f.name)
+        if value == default_of(f):
+            continue
+        flag = "--" + flat_name(f).replace("_", "-")
+        if isinstance(value, bool):
+            arguments.append(flag if value else "--no-" + flag[2:])
+        else:
+            arguments += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return arguments
+
+
+def child_command(spec: str, options, config_file: Path, folder: Path, config) -> list[str]:
+    """The command that trains one row: every shared setting from the shared file, the strategy, its
+    options and the output on the command line, and the adapter a strategy insists on (``full`` trains
+    the weights themselves)."""
     if spec in CLASSICAL:
         return [sys.executable, "-m", CLASSICAL[spec], "--config", str(config_file), "--out", str(folder)]
-    from .selection.registry import build_strategy
-
     command = [sys.executable, "-m", "revtune.cli", "train", "--config", str(config_file),
-               "--select", spec, "--out", str(folder)]
-    forced = build_strategy(spec).adapter
-    if forced and forced != config.adapter:
+               "--select", options.spec(), *option_arguments(options), "--out", str(folder)]
+    forced = options.adapter
+    if forced and forced != config.adapter.kind:
         command += ["--adapter", forced]
     return command
 
@@ -106,15 +134,6 @@ def steps_to_fraction(history: list[dict], key: str, fraction: float = 0.95) -> 
     return next((step for step, value in points if value >= fraction * best), None)
 
 
-def layer_params(folder: Path) -> int | None:
-    """Trainable parameters inside the decoder blocks, from the per-layer rows of ``trainable.txt``."""
-    path = folder / "trainable.txt"
-    if not path.is_file():
-        return None
-    rows = re.findall(r"^\s*\d+\s+([\d,]+)\s", path.read_text(), flags=re.M)
-    return sum(int(count.replace(",", "")) for count in rows)
-
-
 def read_row(spec: str, folder: Path, task: str, error: str | None) -> dict:
     """One table row from a finished run directory (or only the error of a failed one)."""
     columns = METRIC_COLUMNS[task]
@@ -136,43 +155,46 @@ def read_row(spec: str, folder: Path, task: str, error: str | None) -> dict:
     row["steps_to_95"] = steps_to_fraction(history, headline)
     trainable = metrics.get("trainable_params") or 0
     row["optimizer_state_bytes"] = ADAM_BYTES_PER_PARAM * trainable
-    inside = layer_params(folder)
-    if metrics.get("n_layers") and inside is not None and trainable:
+    inside = sum(metrics.get("layer_sizes") or [])
+    if metrics.get("n_layers") and "layer_sizes" in metrics and trainable:
         row["outside_share"] = max(0, trainable - inside) / trainable
     return row
 
 
 def compare(config, strategies: list[str] | str, out: str | Path | None = None, command: str | None = None,
-            quiet: bool = False) -> CompareResult:
+            quiet: bool = False, option_values: dict | None = None) -> CompareResult:
     """Train every strategy of ``strategies`` with ``config`` into ``out``/<strategy>/ and tabulate them.
 
     A strategy that fails leaves its one-line error in its row; the others still run. Writes
     ``compare.json``, ``compare.md``, ``config.yaml`` (the settings every row shares), ``logs/`` and plots.
     """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    specs = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config)
-    out = Path(out or config.out)
-    shared = {k: v for k, v in config.to_dict().items() if k not in ("select", "out", "overwrite")}
+    rows_options = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config,
+                               option_values)
+    specs = [spec for spec, _ in rows_options]
+    out = Path(out or config.output.out)
+    shared = {k: v for k, v in config.to_dict().items() if k not in ("selection", "output")}
     rows = []
-    with building(out, config.overwrite) as tmp:
+    with building(out, config.output.overwrite) as tmp:
         config_file = tmp / "config.yaml"
         write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
         (tmp / "logs").mkdir()
-        for number, spec in enumerate(specs, 1):
+        for number, (spec, options) in enumerate(rows_options, 1):
             name = run_name(spec)
             say(f"revtune compare: [{number}/{len(specs)}] {spec} -> {out / name} (log: logs/{name}.log)")
             started = time.perf_counter()
-            child = child_command(spec, config_file, tmp / name, config)
+            child = child_command(spec, options, config_file, tmp / name, config)
             error = run_child(child, tmp / "logs" / f"{name}.log")
             if error is None and not (tmp / name / "metrics.json").is_file():
                 error = "the run finished without a metrics.json"
-            rows.append(read_row(spec, tmp / name, config.task, error))
+            rows.append(read_row(spec, tmp / name, config.data.task, error))
             say(f"revtune compare:   {'failed: ' + error if error else 'done'} "
                 f"({time.perf_counter() - started:.0f} s)")
-        command = command or f"revtune compare --task {config.task} --select {','.join(specs)} --out {out}"
+        task = config.data.task
+        command = command or f"revtune compare --task {task} --select {','.join(specs)} --out {out}"
         write_json(tmp / "compare.json", rows)
-        write_text(tmp / "compare.md", compare_markdown(rows, config.task, command))
-        plot_compare(tmp, rows, config.task)
+        write_text(tmp / "compare.md", compare_markdown(rows, task, command))
+        plot_compare(tmp, rows, task)
     return CompareResult(out, rows)
 
 

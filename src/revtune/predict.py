@@ -21,20 +21,19 @@ PAIR_FIELDS = (("before", "after"), ("before_sent", "after_sent"), ("old_sentenc
 
 
 def load_run_model(run: str | Path, expected_task: str, device: str = "auto"):
-    """(model, tokenizer, config) of a run, with its adapter and head loaded, in eval mode."""
+    """(model, tokenizer, config, learned) of a run, with its adapter and head loaded, in eval mode."""
     from transformers import AutoTokenizer
 
-    run, config = read_run(run)
-    if config.get("task") != expected_task:
-        raise RevtuneError(f"this run was trained for task '{config.get('task')}', not '{expected_task}'",
-                           path=run, field="task")
-    dtype = resolve_dtype(config.get("dtype", "float32"))
-    loaded = load_model(config["model"], config["task"], config.get("labels"), config.get("multi_label", False),
-                        dtype, config.get("seed", 0), config.get("tiny_layers", 8))
+    run, config, learned = read_run(run)
+    task = config.data.task
+    if task != expected_task:
+        raise RevtuneError(f"this run was trained for task '{task}', not '{expected_task}'", path=run, field="task")
+    loaded = load_model(config.model.name, task, learned["labels"], learned["multi_label"],
+                        resolve_dtype(config.model.dtype), config.training.seed, config.model.tiny_layers)
     tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
     prepare_tokenizer(tokenizer, loaded.model)
-    model = load_adapter(loaded.model, run / "adapter", config["task"])
-    return model.to(resolve_device(device)), tokenizer, config
+    model = load_adapter(loaded.model, run / "adapter", task)
+    return model.to(resolve_device(device)), tokenizer, config, learned
 
 
 def read_pairs(path: str | Path) -> list[Revision]:
@@ -51,17 +50,18 @@ def read_pairs(path: str | Path) -> list[Revision]:
     return records
 
 
-def predict_intents(model, tokenizer, config: dict, records: list[Revision], batch_size: int = 16) -> list[dict]:
-    labels, multi = config["labels"], config.get("multi_label", False)
-    threshold = config.get("decision_threshold", 0.5)
-    prompt = partial(intent_prompt, labels=labels, style=config.get("prompt", "instruction"))
+def predict_intents(model, tokenizer, config, learned: dict, records: list[Revision],
+                    batch_size: int = 16) -> list[dict]:
+    """Intents of ``records`` as the run (its ``config`` and ``learned`` labels and threshold) decides."""
+    labels, multi, threshold = learned["labels"], learned["multi_label"], learned["threshold"]
+    prompt = partial(intent_prompt, labels=labels, style=config.data.prompt)
     device = next(model.parameters()).device
     rows = []
     with torch.no_grad():
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
             batch = tokenizer([prompt(r) for r in chunk], padding=True, truncation=True,
-                              max_length=config.get("max_length", 256), return_tensors="pt").to(device)
+                              max_length=config.data.max_length, return_tensors="pt").to(device)
             logits = model(**batch).logits.float().cpu().numpy()
             for record, row_logits in zip(chunk, logits):
                 rows.append(_prediction(record, row_logits, labels, multi, threshold))

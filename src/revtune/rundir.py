@@ -82,15 +82,37 @@ def building(out: str | Path, overwrite: bool = False):
         os.replace(tmp, out)
 
 
-def read_run(run: str | Path) -> tuple[Path, dict]:
-    """A finished run directory and its resolved config; clear errors for anything else."""
+LEARNED_KEYS = ("labels", "multi_label", "model_source", "decision_threshold")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RevtuneError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
+
+
+def read_run(run: str | Path):
+    """(path, config, learned) of a finished run directory: its resolved :class:`RunConfig` and what it
+    learned (``labels``, ``multi_label``, ``threshold``, ``model_source``), with clear errors for anything
+    else. Run directories written before the config had parts (flat config.json holding the learned keys)
+    read the same."""
+    from .config import RunConfig
+
     run = Path(run)
     config_path = run / "config.json"
     if not run.is_dir():
         raise RevtuneError("run directory not found", path=run, field="run")
     if not config_path.is_file():
         raise RevtuneError("not a revtune run directory (no config.json)", path=run, field="run")
-    try:
-        return run, json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RevtuneError(f"invalid JSON: {exc.msg}", path=config_path, line=exc.lineno) from None
+    saved = _read_json(config_path)
+    metrics = _read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+    if "data" in saved:
+        learned = {key: metrics.get(key) for key in ("labels", "multi_label", "model_source")}
+        learned["threshold"] = (metrics.get("decision") or {}).get("threshold", 0.5)
+    else:
+        learned = {key: saved.get(key) for key in ("labels", "multi_label", "model_source")}
+        learned["threshold"] = saved.get("decision_threshold", 0.5)
+        saved = {k: v for k, v in saved.items() if k not in LEARNED_KEYS}
+    learned["multi_label"] = bool(learned["multi_label"])
+    return run, RunConfig.from_values(saved, source=config_path), learned

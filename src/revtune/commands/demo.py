@@ -1,31 +1,38 @@
 """revtune demo: IR-Tuning against adapters on every layer, on the embedded model and shipped corpus."""
 HELP = "train the default model on the shipped corpus with ir and with all, side by side (no network)"
 
-# Short enough for a 2-core CPU in under 10 minutes, long enough for both runs to learn the task.
+DEFAULT_SELECT = "ir,all"
+# Short enough for a 2-core CPU in under 10 minutes, long enough for both runs to learn the task. Flags and
+# --config YAML override each of them.
 DEMO_SETTINGS = dict(max_steps=40, batch_size=8, max_length=128, learning_rate=5e-4, eval_every=10,
                      out="runs/demo", overwrite=True)
 
 
 def add_arguments(parser):
+    import argparse
+
     from ..config import add_config_arguments
 
-    add_config_arguments(parser)
-    parser.add_argument("--strategies", default="ir,all", help="comma-separated strategies to compare")
+    add_config_arguments(parser, skip=("select",))
+    parser.add_argument("--select", default=argparse.SUPPRESS,
+                        help=f"comma list of strategies to compare (default: {DEFAULT_SELECT})")
 
 
 def run(args) -> int:
     from ..compare import compare, compare_table
-    from ..config import config_from_args
+    from ..config import FLAT, config_and_strategies, load_yaml, nest, PARTS
 
-    for key, value in DEMO_SETTINGS.items():
-        if not hasattr(args, key):
-            setattr(args, key, value)
-    config = config_from_args(args)
-    print(f"revtune demo: model {config.model}, shipped corpus, {config.max_steps} steps of batch "
-          f"{config.batch_size}; each strategy trains in its own process", flush=True)
-    result = compare(config, args.strategies, config.out,
-                     command=f"revtune demo --strategies {args.strategies}")
-    print(compare_table(result.rows, config.task))
+    given = nest(PARTS, load_yaml(args.config), args.config) if getattr(args, "config", None) else {}
+    unset = {key: value for key, value in DEMO_SETTINGS.items()
+             if key not in vars(args) and FLAT[key][1].name not in given.get(FLAT[key][0], {})}
+    config, specs, option_values = config_and_strategies(args, DEFAULT_SELECT, **unset)
+    training = config.training
+    print(f"revtune demo: model {config.model.name}, {config.data.train or 'shipped corpus'}, "
+          f"{training.max_steps} steps of batch {training.batch_size}; each strategy trains in its own process",
+          flush=True)
+    result = compare(config, specs, config.output.out, command=f"revtune demo --select {specs}",
+                     option_values=option_values)
+    print(compare_table(result.rows, config.data.task))
     print(f"revtune demo: runs in {result.path}/<strategy>/, table in {result.path}/compare.md, "
           f"plots in {result.path}/compare_*.png")
     return 0 if all(row.get("error") is None for row in result.rows) else 1

@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 from ..adapters import LayerMap, layer_map
 from ..errors import RevtuneError
 from .base import SelectionContext, Strategy
-from .registry import SelectionOptions, build_strategy
+from .registry import StrategyOptions, build_strategy
 
 
 def apply_active(layers: LayerMap, active: list[int]) -> None:
@@ -34,8 +34,15 @@ def apply_active(layers: LayerMap, active: list[int]) -> None:
 class LayerSelectionCallback(TrainerCallback):
     """Select the layers to train at every step (every ``interval`` steps) with a named strategy.
 
-    ``strategy`` is a spec (``"ir"``, ``"random:4"``, ``"fixed:top6"``) or a :class:`Strategy`.
-    ``log_path`` receives one JSON line per step: ``step``, ``active`` and the ``scores`` the rule saw.
+    ``strategy`` is a spec (``"ir"``, ``"random:4"``, ``"fixed:top6"``) with the strategy's options as
+    keywords (``LayerSelectionCallback("ir", split_num=2)``), an options dataclass
+    (``IrOptions(split_num=2)``) or a built :class:`Strategy`. ``log_path`` receives one JSON line per
+    step: ``step``, ``active`` and the ``scores`` the rule saw. ``layers`` is the run's :class:`LayerMap`
+    when the caller already built it (default: mapped from the model when training begins).
+
+    Call ``callback.strategy.prepare(model)`` before building the Trainer when the strategy changes which
+    tensors train (LISA's embeddings): the optimizer only holds what is trainable when it is built. The
+    callback prepares the strategy itself at the start of training if nobody did.
 
     The optimizer must be built while every layer is trainable, as ``Trainer`` does when handed a peft
     model: a parameter added to the optimizer later would never update. The callback checks this.
@@ -44,11 +51,14 @@ class LayerSelectionCallback(TrainerCallback):
     run, clips to the same norm after scoring, and restores the argument at the end).
     """
 
-    def __init__(self, strategy: str | Strategy = "ir", log_path: str | Path | None = None,
-                 interval: int = 1, seed: int = 0, options: SelectionOptions | None = None):
+    def __init__(self, strategy: str | StrategyOptions | Strategy = "ir", log_path: str | Path | None = None,
+                 interval: int = 1, seed: int = 0, layers: LayerMap | None = None, **options):
         if interval < 1:
             raise RevtuneError(f"selection interval must be >= 1, got {interval}", field="select_interval")
-        self.strategy = build_strategy(strategy, options) if isinstance(strategy, str) else strategy
+        if options and not isinstance(strategy, str):
+            raise TypeError("option keywords go with a spec string; options dataclasses carry their own")
+        self.strategy = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, **options)
+        self.layers = layers
         self.log_path = Path(log_path) if log_path else None
         self.interval = interval
         self.seed = seed
@@ -63,12 +73,13 @@ class LayerSelectionCallback(TrainerCallback):
         self.scores: list[float] | None = None
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
-        layers = layer_map(model)
+        if not self.strategy.prepared:
+            self.strategy.prepare(model)
+        layers = self.layers or layer_map(model)
         if layers.n_layers == 0 or not any(layers.params):
             raise RevtuneError("no trainable parameter inside the decoder blocks: attach adapters first")
         if optimizer is not None:
             _check_optimizer_holds(optimizer, layers)
-        self.strategy.check(layers.n_layers)
         self.ctx = SelectionContext(model, layers, np.random.default_rng(self.seed))
         self.strategy.setup(self.ctx)
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)

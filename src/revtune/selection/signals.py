@@ -5,13 +5,11 @@ import numpy as np
 import torch
 
 from ..models import decoder_blocks
-from .base import SelectionContext
+from .base import NoSignal, SelectionContext
 from .rules import SENTINEL
 
-AGGREGATIONS = ("authors", "l2")
 
-
-class GradNormSignal:
+class GradNormSignal(NoSignal):
     """IR-Tuning's score: the gradient norm of each active layer's adapter tensors, stale for frozen ones.
 
     All norms of a step come from one ``torch._foreach_norm`` over the active layers' gradients and stay
@@ -49,11 +47,8 @@ class GradNormSignal:
         measured[index] = True
         self.values = torch.where(measured, layer_scores, self.values)
 
-    def close(self):
-        pass
 
-
-class WeightNormSignal:
+class WeightNormSignal(NoSignal):
     """Static score: Frobenius norm of each block's frozen pretrained attention output projection."""
 
     def setup(self, ctx):
@@ -72,14 +67,8 @@ class WeightNormSignal:
     def scores(self, step, ctx):
         return self.values
 
-    def observe(self, step, active, ctx):
-        pass
 
-    def close(self):
-        pass
-
-
-class CosineSignal:
+class CosineSignal(NoSignal):
     """Mean cosine between each block's input and output hidden states on the training batch.
 
     Hooks read the states during the step's own forward (no extra pass); every layer is re-scored

@@ -36,13 +36,13 @@ class IntentTask:
     def __init__(self, config, splits: Splits):
         self.config = config
         self.splits = splits
-        self.threshold = 0.5 if config.threshold == "tune" else float(config.threshold)
+        self.threshold = 0.5 if config.training.threshold == "tune" else float(config.training.threshold)
 
     def prepare(self, tokenizer, device) -> None:
         self.device = device
-        prompt = partial(intent_prompt, labels=self.splits.labels, style=self.config.prompt)
+        prompt = partial(intent_prompt, labels=self.splits.labels, style=self.config.data.prompt)
         encode = partial(encode_intents, labels=self.splits.labels, multi_label=self.splits.multi_label,
-                         tokenizer=tokenizer, prompt_fn=prompt, max_length=self.config.max_length)
+                         tokenizer=tokenizer, prompt_fn=prompt, max_length=self.config.data.max_length)
         self.datasets = {name: encode(getattr(self.splits, name)) for name in ("train", "dev", "test")}
         self.collator = PadCollator(tokenizer.pad_token_id, "left")
 
@@ -56,16 +56,16 @@ class IntentTask:
     def evaluate(self, model, split: str) -> dict:
         if not len(self.datasets[split]):
             return {}
-        logits = batched_logits(model, self.datasets[split], self.collator, self.config.batch_size,
+        logits = batched_logits(model, self.datasets[split], self.collator, self.config.training.batch_size,
                                 self.device)
         return classification_metrics(self._labels(split), logits, self.splits.labels,
                                       multi_label=self.splits.multi_label, threshold=self.threshold)
 
     def tune(self, model) -> dict:
         """Pick the multi-label threshold on dev when asked; returns what was decided."""
-        if not (self.splits.multi_label and self.config.threshold == "tune" and len(self.datasets["dev"])):
+        if not (self.splits.multi_label and self.config.training.threshold == "tune" and len(self.datasets["dev"])):
             return {"threshold": self.threshold} if self.splits.multi_label else {}
-        logits = batched_logits(model, self.datasets["dev"], self.collator, self.config.batch_size,
+        logits = batched_logits(model, self.datasets["dev"], self.collator, self.config.training.batch_size,
                                 self.device)
         self.threshold = float(tune_threshold(self._labels("dev"), logits))
         return {"threshold": self.threshold}

@@ -12,12 +12,12 @@ is off. The test split is always generated in full.
 from __future__ import annotations
 
 import hashlib
-import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict
 
 import torch
 
+from ..config import DecodingConfig
 from ..errors import RevtuneError
 from ..prompts import revise_prompt
 from ..rundir import write_jsonl
@@ -25,39 +25,6 @@ from .data import EncodedDataset, PadCollator, Splits
 
 IGNORE = -100
 STOP = "\n###"  # an under-trained model may start a new prompt section after its answer
-
-
-@dataclass
-class Decoding:
-    """How revisions are generated; built from a run's config so a run generates as it was scored."""
-
-    mode: str = "greedy"
-    num_beams: int = 4
-    temperature: float = 0.7
-    top_p: float = 0.9
-    factor: float = 1.5
-    floor: int = 16
-    batch_size: int = 16
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, config, **overrides) -> "Decoding":
-        get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key)
-        values = dict(mode=get("decoding", "greedy"), num_beams=get("num_beams", 4),
-                      temperature=get("temperature", 0.7), top_p=get("top_p", 0.9),
-                      factor=get("new_tokens_factor", 1.5), floor=get("new_tokens_floor", 16),
-                      batch_size=get("batch_size", 16), seed=get("seed", 0))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def generate_kwargs(self) -> dict:
-        """Explicit settings, so a checkpoint's own generation defaults never change the decoding."""
-        if self.mode == "sample":
-            return dict(do_sample=True, num_beams=1, temperature=self.temperature, top_p=self.top_p)
-        return dict(do_sample=False, num_beams=self.num_beams if self.mode == "beam" else 1)
-
-    def budget(self, n_source_tokens: int) -> int:
-        return max(self.floor, math.ceil(self.factor * n_source_tokens))
 
 
 def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> dict | None:
@@ -96,9 +63,11 @@ def _decode(tokenizer, ids: list[int], budget: int) -> str:
     return clean_output(tokenizer.decode(ids, skip_special_tokens=True))
 
 
-def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], decoding: Decoding) -> list[str]:
+def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], decoding: DecodingConfig,
+             batch_size: int = 16, seed: int = 0) -> list[str]:
     """Decoded responses in input order. Batches are formed by prompt length (less padding); each item
-    is cut to its own token budget, so its text does not depend on what it was batched with."""
+    is cut to its own token budget, so its text does not depend on what it was batched with; ``seed``
+    seeds sampling."""
     device = next(model.parameters()).device
     collator = PadCollator(tokenizer.pad_token_id, "left")
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -106,9 +75,9 @@ def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], dec
     was_training = model.training
     model.eval()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(decoding.seed)
-        for start in range(0, len(order), decoding.batch_size):
-            chunk = order[start:start + decoding.batch_size]
+        torch.manual_seed(seed)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
             batch = {k: v.to(device) for k, v in collator([{"input_ids": prompts[i]} for i in chunk]).items()}
             new = model.generate(**batch, max_new_tokens=max(budgets[i] for i in chunk),
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -119,11 +88,12 @@ def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], dec
     return outputs
 
 
-def revise_texts(model, tokenizer, sources: list[str], intents: list, decoding: Decoding) -> list[str]:
+def revise_texts(model, tokenizer, sources: list[str], intents: list, decoding: DecodingConfig,
+                 batch_size: int = 16, seed: int = 0) -> list[str]:
     """Revise each source for its intents (a list of names per source)."""
     prompts = [tokenizer(revise_prompt(s, i)).input_ids for s, i in zip(sources, intents)]
     budgets = [decoding.budget(len(tokenizer(s, add_special_tokens=False).input_ids)) for s in sources]
-    return generate(model, tokenizer, prompts, budgets, decoding)
+    return generate(model, tokenizer, prompts, budgets, decoding, batch_size, seed)
 
 
 def _fingerprint(model) -> str:
@@ -141,21 +111,21 @@ class ReviseTask:
     def __init__(self, config, splits: Splits):
         self.config = config
         self.splits = splits
-        self.decoding = Decoding.from_config(config)
-        self.headline = "sari" if config.dev_generate > 0 else "neg_loss"
+        self.decoding = config.decoding
+        self.headline = "sari" if config.training.dev_generate > 0 else "neg_loss"
         self._generated: dict[tuple[str, str], list[str]] = {}
 
     def prepare(self, tokenizer, device) -> None:
         self.tokenizer, self.device = tokenizer, device
-        encoded = {name: encode_revisions(getattr(self.splits, name), tokenizer, self.config.max_length)
+        encoded = {name: encode_revisions(getattr(self.splits, name), tokenizer, self.config.data.max_length)
                    for name in ("train", "dev", "test")}
         self.datasets = {name: dataset for name, (dataset, _) in encoded.items()}
         self.dropped = {name: dropped for name, (_, dropped) in encoded.items()}
         if not len(self.datasets["train"]):
-            raise RevtuneError(f"every training prompt is longer than max_length {self.config.max_length}",
+            raise RevtuneError(f"every training prompt is longer than max_length {self.config.data.max_length}",
                                field="max_length")
         if any(self.dropped.values()):
-            warnings.warn(f"revtune: examples dropped, prompt longer than max_length {self.config.max_length}: "
+            warnings.warn(f"revtune: examples dropped, prompt longer than max_length {self.config.data.max_length}: "
                           + ", ".join(f"{n} {split}" for split, n in self.dropped.items() if n), stacklevel=2)
         self.collator = PadCollator(tokenizer.pad_token_id, "right", label_pad=IGNORE)
 
@@ -169,8 +139,8 @@ class ReviseTask:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            for start in range(0, len(dataset), self.config.batch_size):
-                batch = self.collator([dataset[i] for i in range(start, min(start + self.config.batch_size,
+            for start in range(0, len(dataset), self.config.training.batch_size):
+                batch = self.collator([dataset[i] for i in range(start, min(start + self.config.training.batch_size,
                                                                               len(dataset)))])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 count = int((batch["labels"][:, 1:] != IGNORE).sum())
@@ -181,14 +151,15 @@ class ReviseTask:
 
     def _records(self, split: str):
         records = getattr(self.splits, split)
-        return records[:self.config.dev_generate] if split == "dev" else records
+        return records[:self.config.training.dev_generate] if split == "dev" else records
 
     def predictions(self, model, split: str) -> list[str]:
         key = (split, _fingerprint(model))
         if key not in self._generated:
             records = self._records(split)
             self._generated[key] = revise_texts(model, self.tokenizer, [r.before for r in records],
-                                                [r.intents for r in records], self.decoding)
+                                                [r.intents for r in records], self.decoding,
+                                                self.config.training.batch_size, self.config.training.seed)
         return self._generated[key]
 
     def evaluate(self, model, split: str) -> dict:
@@ -208,7 +179,9 @@ class ReviseTask:
 
     def tune(self, model) -> dict:
         """Nothing is tuned on dev; records the decoding and any example dropped for length."""
-        return {"decoding": vars(self.decoding).copy(), "dropped_for_length": self.dropped}
+        decoding = {**asdict(self.decoding), "batch_size": self.config.training.batch_size,
+                    "seed": self.config.training.seed}
+        return {"decoding": decoding, "dropped_for_length": self.dropped}
 
     def finish(self, model, folder) -> None:
         """``predictions.jsonl``: the test split generated by the final weights (what ``test`` scores)."""

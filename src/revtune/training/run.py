@@ -1,6 +1,7 @@
 """One training run, top to bottom: corpus -> model + adapters -> Trainer + selection -> run directory."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import warnings
@@ -20,7 +21,6 @@ from ..rundir import building, write_json, write_text
 from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
 from ..selection.base import Strategy
 from ..selection.callback import LayerSelectionCallback
-from ..selection.registry import build_strategy, selection_options
 from .data import load_splits
 
 
@@ -30,21 +30,18 @@ class RunResult:
     metrics: dict
 
 
-def adapter_config(config, strategy: Strategy, task_name: str) -> adapter_lib.AdapterConfig:
-    kind = strategy.adapter or config.adapter or strategy.default_adapter or "lora"
-    if strategy.adapter and config.adapter and config.adapter != strategy.adapter:
+def resolve_adapter(adapter: adapter_lib.AdapterConfig, strategy: Strategy) -> adapter_lib.AdapterConfig:
+    """The adapter part with its kind decided: the strategy's forced kind, else the user's, else the
+    strategy's default, else lora."""
+    if strategy.adapter and adapter.kind and adapter.kind != strategy.adapter:
         raise RevtuneError(f"strategy '{strategy.name}' trains with adapter '{strategy.adapter}', "
-                           f"not '{config.adapter}'", field="adapter")
-    return adapter_lib.AdapterConfig(kind=kind, r=config.lora_r, alpha=config.lora_alpha,
-                                     dropout=config.lora_dropout,
-                                     targets=tuple(config.target_modules) or None,
-                                     bottleneck_dim=config.bottleneck_dim,
-                                     train_head=not config.freeze_head and task_name == "intent",
-                                     train_outside_blocks=strategy.train_outside_blocks)
+                           f"not '{adapter.kind}'", field="adapter")
+    kind = strategy.adapter or adapter.kind or strategy.default_adapter or "lora"
+    return dataclasses.replace(adapter, kind=kind)
 
 
 def make_task(config, splits):
-    if config.task == "intent":
+    if config.data.task == "intent":
         from .intent import IntentTask
         return IntentTask(config, splits)
     from .revise import ReviseTask  # noqa: the generation task lives beside this one
@@ -89,6 +86,7 @@ class QuietProgress(ProgressCallback):
 
 
 def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingArguments:
+    """The Trainer's arguments from the training part."""
     warmup = min(config.warmup_steps, max(0, total_steps // 10)) if total_steps < 10 * config.warmup_steps \
         else config.warmup_steps
     checkpointing = {}
@@ -105,6 +103,7 @@ def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingA
 
 
 def planned_steps(config, n_train: int) -> int:
+    """Optimizer steps of a run with the training part ``config`` on ``n_train`` examples."""
     if config.max_steps > 0:
         return config.max_steps
     per_epoch = math.ceil(n_train / (config.batch_size * config.grad_accum))
@@ -117,34 +116,36 @@ def train_run(config, strategy: Strategy | None = None,
     """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    seed_everything(config.seed)
-    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
-    splits = load_splits(config)
-    strategy = strategy or build_strategy(config.select, selection_options(config))
+    training = config.training
+    seed_everything(training.seed)
+    device, dtype = resolve_device(config.model.device), resolve_dtype(config.model.dtype)
+    splits = load_splits(config.data, training.seed)
+    strategy = strategy or config.selection.options.build()
     task = make_task(config, splits)
-    adapters = adapter_config(config, strategy, task.name)
-    with building(config.out, config.overwrite) as tmp:
-        loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
-                            config.seed, config.tiny_layers)
+    config = dataclasses.replace(config, adapter=resolve_adapter(config.adapter, strategy))
+    out = config.output.out
+    with building(out, config.output.overwrite) as tmp:
+        loaded = load_model(config.model.name, task.model_task, splits.labels, splits.multi_label, dtype,
+                            training.seed, config.model.tiny_layers)
         tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model)
-        model = adapter_lib.attach(loaded.model, adapters, task.name).to(device)
+        model = adapter_lib.attach(loaded.model, config.adapter, task.name).to(device)
         if prepare_model:
             prepare_model(model)
+        strategy.prepare(model)
         task.prepare(tokenizer, device)
-        layers = adapter_lib.layer_map(model)
-        strategy.check(layers.n_layers)
+        layers = adapter_lib.layer_map(model)  # after every set-up: what really trains
         table = adapter_lib.format_trainable_table(layers)
-        say(f"revtune: {config.task} on {len(splits.train)} train / {len(splits.dev)} dev / "
+        say(f"revtune: {config.data.task} on {len(splits.train)} train / {len(splits.dev)} dev / "
             f"{len(splits.test)} test, labels {', '.join(splits.labels)}"
             f"{' (multi-label)' if splits.multi_label else ''}\n"
-            f"revtune: model {config.model} ({loaded.source}), adapter {adapters.kind}, "
+            f"revtune: model {config.model.name} ({loaded.source}), adapter {config.adapter.kind}, "
             f"select {strategy.name}, device {device}\n{table}")
         write_text(tmp / "trainable.txt", table + "\n")
-        steps = planned_steps(config, len(splits.train))
-        selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
-                                          config.seed)
-        tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5))
-        trainer = Trainer(model=model, args=training_arguments(config, tmp, device, steps),
+        steps = planned_steps(training, len(splits.train))
+        selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.selection.interval,
+                                          training.seed, layers=layers)
+        tracker = BestDevTracker(task, model, training.eval_every or max(1, steps // 5))
+        trainer = Trainer(model=model, args=training_arguments(training, tmp, device, steps),
                           train_dataset=task.train_dataset, data_collator=task.collator,
                           callbacks=[selector, tracker])
         for noisy in (ProgressCallback, PrinterCallback):
@@ -156,12 +157,14 @@ def train_run(config, strategy: Strategy | None = None,
         trainer.train()
         train_seconds = time.perf_counter() - started
         peak_bytes = peak.peak_bytes()
-        metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers)
+        metrics = evaluate_run(task, model, tracker, trainer, selector, layers)
         metrics.update(peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
-                       model=config.model, strategy=strategy.name, adapter=adapters.kind)
-        save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
-    say(summary_line(config.out, task, metrics))
-    return RunResult(Path(config.out), metrics)
+                       model=config.model.name, strategy=strategy.name, adapter=config.adapter.kind,
+                       labels=list(splits.labels), multi_label=splits.multi_label, model_source=loaded.source,
+                       layer_sizes=layers.layer_sizes(), outside_params=layers.outside_size())
+        save_run(tmp, config, model, tokenizer, task, metrics)
+    say(summary_line(out, task, metrics))
+    return RunResult(Path(out), metrics)
 
 
 def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
@@ -200,15 +203,14 @@ def _load_trainable(model, state: dict) -> None:
             params[name].copy_(value.to(params[name].device))
 
 
-def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded) -> None:
+def save_run(tmp: Path, config, model, tokenizer, task, metrics) -> None:
+    """``config.json`` is exactly the resolved config (it re-runs the run); what the run learned is in
+    ``metrics.json``."""
     from ..report import plot_run
 
-    adapter_lib.save_adapter(model, adapters, tmp / "adapter")
+    adapter_lib.save_adapter(model, config.adapter, tmp / "adapter")
     tokenizer.save_pretrained(tmp / "tokenizer")
-    resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
-                "adapter": adapters.kind, "model_source": loaded.source,
-                "decision_threshold": metrics["decision"].get("threshold", 0.5)}
-    write_json(tmp / "config.json", resolved)
+    write_json(tmp / "config.json", config.to_dict())
     write_json(tmp / "metrics.json", metrics)
     task.finish(model, tmp)
     plot_run(tmp)
