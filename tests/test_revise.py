@@ -9,7 +9,7 @@ from revtune.models import byte_tokenizer, load_model, prepare_tokenizer
 from revtune.prompts import revise_prompt
 from revtune.training.data import PadCollator
 from revtune.config import DecodingConfig
-from revtune.training.revise import IGNORE, clean_output, encode_example, revise_texts
+from revtune.training.revise import IGNORE, clean_output, encode_example, revise_texts, token_budget
 
 torch.set_num_threads(1)  # tiny models run ten times faster on one thread than on two busy ones
 
@@ -69,7 +69,7 @@ def test_training_batches_pad_on_the_right_with_ignored_labels():
 
 def test_new_token_budget_follows_the_source_length_with_a_floor():
     decoding = DecodingConfig(factor=1.5, floor=4)
-    assert (decoding.budget(10), decoding.budget(1), decoding.budget(0)) == (15, 4, 4)
+    assert [token_budget(decoding, n) for n in (10, 1, 0)] == [15, 4, 4]
 
 
 def test_output_stops_where_a_new_prompt_section_starts():
@@ -92,7 +92,7 @@ def test_greedy_generation_is_deterministic_and_respects_each_budget(tiny_lm):
     first = revise_texts(model, tokenizer, sources, intents, decoding, batch_size=2)
     assert first == revise_texts(model, tokenizer, sources, intents, decoding, batch_size=2)
     for source, text in zip(sources, first):
-        assert len(tokenizer(text, add_special_tokens=False).input_ids) <= decoding.budget(len(source))
+        assert len(tokenizer(text, add_special_tokens=False).input_ids) <= token_budget(decoding, len(source))
 
 
 def test_sampling_is_reproducible_with_its_seed(tiny_lm):

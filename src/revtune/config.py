@@ -169,17 +169,6 @@ class DecodingConfig:
                 (self.factor > 0, "factor", "expected > 0"),
                 (self.floor >= 1, "floor", "expected >= 1")], self)
 
-    def generate_kwargs(self) -> dict:
-        """Explicit settings, so a checkpoint's own generation defaults never change the decoding."""
-        if self.mode == "sample":
-            return dict(do_sample=True, num_beams=1, temperature=self.temperature, top_p=self.top_p)
-        return dict(do_sample=False, num_beams=self.num_beams if self.mode == "beam" else 1)
-
-    def budget(self, n_source_tokens: int) -> int:
-        import math
-
-        return max(self.floor, math.ceil(self.factor * n_source_tokens))
-
 
 @dataclass
 class OutputConfig:

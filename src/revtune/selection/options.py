@@ -7,6 +7,7 @@ A field's flag is its ``flag`` name (``split_num``, ``ir_window``) or ``<strateg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import RevtuneError
 from ..knobs import knob
@@ -71,21 +72,29 @@ class AllOptions(StrategyOptions):
     factory = "revtune.selection.strategies:all_layers"
 
 
+@dataclass
+class OneArgumentOptions(StrategyOptions):
+    """Strategies whose spec carries one required argument after the colon (a layer list, a directory)."""
+
+    whole = True
+    needs: ClassVar[str] = ""
+
+    def validate(self) -> None:
+        if not getattr(self, self.positional[0]):
+            raise RevtuneError(f"{self.name} needs {self.needs.replace('NAME', self.name)}", field="select")
+
+
 @register
 @dataclass
-class FixedOptions(StrategyOptions):
+class FixedOptions(OneArgumentOptions):
     name = "fixed"
     help = "fixed:LIST - the listed layers (0-3,7,-1,top6,mid6,bottom6)"
     factory = "revtune.selection.strategies:fixed"
     positional = ("layers",)
     labels = ("LIST",)
-    whole = True
+    needs = "a layer list, e.g. fixed:0-3,-1 or fixed:top6"
 
     layers: str | None = knob(None, "fixed: the layer list (as in fixed:LIST)", cli=False)
-
-    def validate(self) -> None:
-        if not self.layers:
-            raise RevtuneError("fixed needs a layer list, e.g. fixed:0-3,-1 or fixed:top6", field="select")
 
 
 @register
@@ -172,19 +181,14 @@ class IstOptions(StrategyOptions):
 
 
 @dataclass
-class RunPathOptions(StrategyOptions):
+class RunPathOptions(OneArgumentOptions):
     """Strategies that read a finished run directory (given after the colon)."""
 
     positional = ("run",)
     labels = ("RUN",)
-    whole = True
+    needs = "a run directory, e.g. NAME:runs/ir"
 
     run: str | None = knob(None, "the run directory (as in NAME:RUN)", cli=False)
-
-    def validate(self) -> None:
-        if not self.run:
-            raise RevtuneError(f"{self.name} needs a run directory, e.g. {self.name}:runs/"
-                               f"{'ir' if self.name == 'replay' else 'predictor'}", field="select")
 
 
 @register
@@ -204,7 +208,7 @@ class FrequencyOptions(SplitOptions, RunPathOptions):
 
     def validate(self) -> None:
         SplitOptions.validate(self)
-        RunPathOptions.validate(self)
+        OneArgumentOptions.validate(self)
 
 
 @register
@@ -217,13 +221,13 @@ class IntentionLayersOptions(RunPathOptions):
 
 @register
 @dataclass
-class CardSelectOptions(StrategyOptions):
+class CardSelectOptions(OneArgumentOptions):
     name = "card"
     help = "card:PATH - the best layers by a layer card under --objective/--budget (revtune layer-card)"
     factory = "revtune.layercard.strategy:card"
     positional = ("path",)
     labels = ("PATH",)
-    whole = True
+    needs = "a card directory, e.g. card:cards/smol"
 
     path: str | None = knob(None, "card: the card directory (as in card:PATH)", cli=False)
     objective: str = knob("quality", "card:PATH placement: quality (best predicted gain within --budget) or "
@@ -237,5 +241,4 @@ class CardSelectOptions(StrategyOptions):
 
         parse_objective(self.objective)
         parse_budget(self.budget)
-        if not self.path:
-            raise RevtuneError("card needs a card directory, e.g. card:cards/smol", field="select")
+        super().validate()

@@ -12,6 +12,7 @@ is off. The test split is always generated in full.
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from dataclasses import asdict
 
@@ -25,6 +26,18 @@ from .data import EncodedDataset, PadCollator, Splits
 
 IGNORE = -100
 STOP = "\n###"  # an under-trained model may start a new prompt section after its answer
+
+
+def generate_kwargs(decoding: DecodingConfig) -> dict:
+    """Explicit settings, so a checkpoint's own generation defaults never change the decoding."""
+    if decoding.mode == "sample":
+        return dict(do_sample=True, num_beams=1, temperature=decoding.temperature, top_p=decoding.top_p)
+    return dict(do_sample=False, num_beams=decoding.num_beams if decoding.mode == "beam" else 1)
+
+
+def token_budget(decoding: DecodingConfig, n_source_tokens: int) -> int:
+    """Max new tokens of one item: ``factor`` x its source tokens, at least ``floor``."""
+    return max(decoding.floor, math.ceil(decoding.factor * n_source_tokens))
 
 
 def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> dict | None:
@@ -81,7 +94,7 @@ def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], dec
             batch = {k: v.to(device) for k, v in collator([{"input_ids": prompts[i]} for i in chunk]).items()}
             new = model.generate(**batch, max_new_tokens=max(budgets[i] for i in chunk),
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                 **decoding.generate_kwargs())
+                                 **generate_kwargs(decoding))
             for row, index in zip(new[:, batch["input_ids"].shape[1]:].tolist(), chunk):
                 outputs[index] = _decode(tokenizer, row, budgets[index])
     model.train(was_training)
@@ -92,7 +105,7 @@ def revise_texts(model, tokenizer, sources: list[str], intents: list, decoding: 
                  batch_size: int = 16, seed: int = 0) -> list[str]:
     """Revise each source for its intents (a list of names per source)."""
     prompts = [tokenizer(revise_prompt(s, i)).input_ids for s, i in zip(sources, intents)]
-    budgets = [decoding.budget(len(tokenizer(s, add_special_tokens=False).input_ids)) for s in sources]
+    budgets = [token_budget(decoding, len(tokenizer(s, add_special_tokens=False).input_ids)) for s in sources]
     return generate(model, tokenizer, prompts, budgets, decoding, batch_size, seed)
 
 
