@@ -145,3 +145,18 @@ def test_demo_honours_its_yaml(corpus, tmp_path):
     assert [r["strategy"] for r in rows] == ["ir", "random:2"] and all(r["steps"] == 2 for r in rows)
     shared = RunConfig.from_values(yaml.safe_load((out / "config.yaml").read_text()))
     assert shared.training.batch_size == 3 and shared.adapter.r == 2
+
+
+def test_a_run_directory_from_before_the_parts_still_reads(tmp_path):
+    from revtune.rundir import read_run
+
+    old = {"task": "intent", "model": "tiny", "select": "random:3", "split_num": 1, "lora_r": 4, "seed": 3,
+           "max_steps": 4, "out": str(tmp_path), "labels": ["a", "b"], "multi_label": False, "adapter": "lora",
+           "model_source": "random tiny Llama", "decision_threshold": 0.5, "objective": "quality", "budget": "",
+           "ir_window": [0.35, 0.65]}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    _, config, learned = read_run(tmp_path)
+    assert (config.model.name, config.adapter.r, config.adapter.kind, config.training.seed) == ("tiny", 4, "lora", 3)
+    assert config.selection.select == "random:3" and config.selection.options.k == 3
+    assert learned == {"labels": ["a", "b"], "multi_label": False, "model_source": "random tiny Llama",
+                       "threshold": 0.5}

@@ -114,8 +114,9 @@ class SelectionConfig:
             base = self.options if isinstance(self.options, dict) else \
                 dataclasses.asdict(self.options) if self.options is not None else {}
             self.options = parse_spec(self.select, base=base)
-        elif split_spec(self.select)[1]:
-            parse_spec(self.select, base=dataclasses.asdict(self.options))  # the spec agrees with them
+        elif parse_spec(self.select, base=dataclasses.asdict(self.options)) != self.options:
+            raise RevtuneError(f"'{self.select}' contradicts the options given ({self.options.spec()})",
+                               field="select")
         self.select = self.options.spec()
 
 
@@ -335,11 +336,20 @@ def load_yaml(path: str | Path) -> dict:
                            line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
         raise RevtuneError("expected a mapping of config keys", path=path)
-    if "model_source" in data:  # an old run directory's flat config.json also held what the run learned
-        from .rundir import LEARNED_KEYS
+    return legacy_values(data) if "model_source" in data else data
 
-        data = {k: v for k, v in data.items() if k not in LEARNED_KEYS}
-    return data
+
+LEARNED_KEYS = ("labels", "multi_label", "model_source", "decision_threshold")
+
+
+def legacy_values(saved: dict) -> dict:
+    """The settings of a flat ``config.json`` written before the config had parts: without what the run
+    learned, and without the strategy options it listed for every strategy (kept: the selected one's)."""
+    select = str(saved.get("select", "ir"))
+    name = split_spec(select)[0]
+    mine = {flat for flat, users in option_flags().items() if any(user == name for user, _ in users)}
+    return {k: v for k, v in saved.items()
+            if k not in LEARNED_KEYS and (k not in option_flags() or k in mine)}
 
 
 def merged_values(namespace: argparse.Namespace, parts: dict[str, type], overrides: dict) -> tuple[dict, str | None]:

@@ -82,9 +82,6 @@ def building(out: str | Path, overwrite: bool = False):
         os.replace(tmp, out)
 
 
-LEARNED_KEYS = ("labels", "multi_label", "model_source", "decision_threshold")
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -97,7 +94,7 @@ def read_run(run: str | Path):
     learned (``labels``, ``multi_label``, ``threshold``, ``model_source``), with clear errors for anything
     else. Run directories written before the config had parts (flat config.json holding the learned keys)
     read the same."""
-    from .config import RunConfig
+    from .config import RunConfig, legacy_values
 
     run = Path(run)
     config_path = run / "config.json"
@@ -113,6 +110,6 @@ def read_run(run: str | Path):
     else:
         learned = {key: saved.get(key) for key in ("labels", "multi_label", "model_source")}
         learned["threshold"] = saved.get("decision_threshold", 0.5)
-        saved = {k: v for k, v in saved.items() if k not in LEARNED_KEYS}
+        saved = legacy_values(saved)
     learned["multi_label"] = bool(learned["multi_label"])
     return run, RunConfig.from_values(saved, source=config_path), learned
