@@ -45,7 +45,7 @@ def tiny_config(folder, **overrides):
     ([9, 1, 5, 3, 8, 2, 7, 4, 6, 10], {}, [0, 2, 4, 6, 8, 9]),        # METHODS.md §1's example, as counts
     ([9, 1, 5, 3, 8, 2, 7, 4, 6, 10], {"split_num": 2}, [0, 4, 6, 9]),
     ([1] * 5 + [5] * 5, {}, [4, 5, 6, 7, 8, 9]),                       # the reference keeps one layer more
-    ([1] * 5 + [5] * 5, {"ir_boundary": "exact"}, [5, 6, 7, 8, 9]),
+    ([1] * 5 + [5] * 5, {"boundary": "exact"}, [5, 6, 7, 8, 9]),
     ([1] * 5 + [5] * 5, {"split_num": 2}, [7, 8, 9]),
     ([4] * 6, {}, [0, 1, 2, 3, 4, 5]),                                 # no contrast: every layer
 ])

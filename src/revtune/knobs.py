@@ -40,8 +40,8 @@ def check_choices(obj) -> None:
         valid = f.metadata.get("choices")
         value = getattr(obj, f.name)
         if valid and value is not None and value not in valid:
-            raise RevtuneError(f"unknown value {value!r}: {did_you_mean(str(value), [str(v) for v in valid])}",
-                               field=flat_name(f))
+            hint = did_you_mean(str(value), [str(v) for v in valid])
+            raise RevtuneError(f"unknown {flat_name(f)} {value!r}: {hint}", field=flat_name(f))
 
 
 def base_type(cls, f: dataclasses.Field):
