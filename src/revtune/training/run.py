@@ -15,6 +15,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from .. import adapters as adapter_lib
+from ..config import TrainingConfig
 from ..errors import RevtuneError
 from ..models import load_model, prepare_tokenizer
 from ..rundir import building, write_json, write_text
@@ -85,35 +86,38 @@ class QuietProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
 
-def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingArguments:
+def training_arguments(training: TrainingConfig, tmp: Path, device, total_steps: int) -> TrainingArguments:
     """The Trainer's arguments from the training part."""
-    warmup = min(config.warmup_steps, max(0, total_steps // 10)) if total_steps < 10 * config.warmup_steps \
-        else config.warmup_steps
+    warmup = min(training.warmup_steps, max(0, total_steps // 10)) if total_steps < 10 * training.warmup_steps \
+        else training.warmup_steps
     checkpointing = {}
-    if config.gradient_checkpointing:  # non-reentrant: active layers above frozen ones keep their grads
+    if training.gradient_checkpointing:  # non-reentrant: active layers above frozen ones keep their grads
         checkpointing = dict(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
     return TrainingArguments(
-        output_dir=str(tmp / "trainer"), per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs, max_steps=config.max_steps,
-        logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=config.seed,
-        data_seed=config.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
+        output_dir=str(tmp / "trainer"), per_device_train_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.grad_accum, learning_rate=training.learning_rate,
+        warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=training.weight_decay,
+        max_grad_norm=training.max_grad_norm, num_train_epochs=training.epochs, max_steps=training.max_steps,
+        logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=training.seed,
+        data_seed=training.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=False, bf16=False, fp16=False, **checkpointing)
 
 
-def planned_steps(config, n_train: int) -> int:
-    """Optimizer steps of a run with the training part ``config`` on ``n_train`` examples."""
-    if config.max_steps > 0:
-        return config.max_steps
-    per_epoch = math.ceil(n_train / (config.batch_size * config.grad_accum))
-    return max(1, math.ceil(per_epoch * config.epochs))
+def planned_steps(training: TrainingConfig, n_train: int) -> int:
+    """Optimizer steps of a run with the training part ``training`` on ``n_train`` examples."""
+    if training.max_steps > 0:
+        return training.max_steps
+    per_epoch = math.ceil(n_train / (training.batch_size * training.grad_accum))
+    return max(1, math.ceil(per_epoch * training.epochs))
 
 
 def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
               quiet: bool = False) -> RunResult:
-    """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
+    """Train one run and leave a complete run directory at ``config.output.out`` (or nothing at all).
+
+    Set-up order: adapters attached, the caller's ``prepare_model(model)``, the strategy's ``prepare``;
+    then the one layer map of the run (shared with the callback) and ``trainable.txt``."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     training = config.training
