@@ -37,7 +37,11 @@ class WeightWatcher:
 
     def __call__(self, model):
         self.model, self.copies = model, []
-        model.register_forward_pre_hook(lambda module, args: module.training and self.copies.append(self.copy()))
+        model.register_forward_pre_hook(self.step_begins)
+
+    def step_begins(self, module, args):
+        if module.training:  # eval forwards (dev scoring, IST's damped losses) are not steps
+            self.copies.append(self.copy())
 
     def copy(self) -> list[list[torch.Tensor]]:
         return [[p.detach().clone() for p in block.parameters()] for block in decoder_blocks(self.model)]
