@@ -21,6 +21,7 @@ from revtune.models import decoder_blocks, load_model
 from revtune.selection.base import SelectionContext, TrainSource
 from revtune.training.data import EncodedDataset, PadCollator
 from revtune.selection.baselines import IstSignal, ReplayRule, adapter_scalings
+from revtune.selection.options import IstOptions
 from revtune.selection.registry import build_strategy
 from revtune.tfidf import edit_words, tfidf_run
 from revtune.training.run import train_run
@@ -75,7 +76,7 @@ def tiny_config(corpus, out, select, steps, **overrides) -> RunConfig:
                     dev=str(corpus / "dev.jsonl"), test=str(corpus / "test.jsonl"), select=select,
                     max_steps=steps, batch_size=4, max_length=40, eval_every=1000, out=str(out))
     settings.update(overrides)
-    return RunConfig(**settings)
+    return RunConfig.from_values(settings)
 
 
 class GradientRecorder:
@@ -113,17 +114,6 @@ def run(corpus, tmp_path, select, steps, **overrides):
                        prepare_model=recorder, quiet=True)
     log = [json.loads(line) for line in (result.path / "selection.jsonl").read_text().splitlines()]
     return result, log, recorder
-
-
-CASES = [(spec, adapter) for spec in ("random:2", "lisa:2:1", "ist") for adapter in ("lora", "dora", "bottleneck")]
-CASES += [("random:2", "none"), ("lisa:2:1", "none"), ("full", "none")]
-
-
-@pytest.mark.parametrize("spec, adapter", CASES)
-def test_exactly_the_logged_layers_get_gradients(corpus, tmp_path, spec, adapter):
-    result, log, grads = run(corpus, tmp_path, spec, 2, adapter=adapter)
-    assert result.metrics["adapter"] == adapter and len(log) == 2
-    assert [grads.layers(r["step"]) for r in log] == [r["active"] for r in log]
 
 
 def test_random_trains_exactly_k_layers_each_step(corpus, tmp_path):
@@ -199,7 +189,7 @@ def test_ist_restores_bottleneck_scales_and_train_mode(corpus):
     rows = [{"input_ids": torch.randint(3, 200, (12,)).tolist(), "labels": i % 2} for i in range(8)]
     train = TrainSource(EncodedDataset(rows), PadCollator(0), batch_size=4, seed=0)
     ctx = SelectionContext(model, layer_map(model), np.random.default_rng(0), train=train)
-    signal = IstSignal()
+    signal = IstSignal(IstOptions())
     signal.setup(ctx)
     model.train()
     assert signal.scores(0, ctx).tolist() == [0.0] * N_LAYERS
@@ -214,7 +204,7 @@ def test_ist_refuses_full_weights():
     model = attach(loaded.model, AdapterConfig(kind="none"), "intent")
     ctx = SelectionContext(model, layer_map(model), np.random.default_rng(0))
     with pytest.raises(RevtuneError, match="lora, dora or bottleneck"):
-        IstSignal().setup(ctx)
+        IstSignal(IstOptions()).setup(ctx)
 
 
 def _bare_context(n_layers: int) -> SelectionContext:
@@ -254,8 +244,8 @@ def test_asking_for_more_layers_than_the_model_has_is_an_error():
 def test_strategy_parameter_setups():
     assert build_strategy("full").adapter == "none"
     lisa, frozen = build_strategy("lisa"), build_strategy("lisa:3:5:frozen-embeddings")
-    assert (lisa.name, lisa.default_adapter, lisa.train_outside_blocks) == ("lisa:2:20", "none", True)
-    assert (frozen.rule.gamma, frozen.rule.period, frozen.train_outside_blocks) == (3, 5, False)
+    assert (lisa.name, lisa.default_adapter, lisa.outside_blocks) == ("lisa:2:20", "none", "train")
+    assert (frozen.rule.gamma, frozen.rule.period, frozen.outside_blocks) == (3, 5, "freeze")
     assert build_strategy("random").name == "random:4"
 
 
@@ -267,9 +257,11 @@ def test_edit_words_lists_deletions_and_additions():
 def test_tfidf_beats_chance_on_a_separable_corpus(tmp_path):
     for name, per_class, seed in (("train", 12, 3), ("dev", 2, 4), ("test", 6, 5)):
         write_corpus(tmp_path / f"{name}.jsonl", per_class, seed)
-    metrics = tfidf_run(tiny_config(tmp_path, tmp_path / "tfidf", "tfidf", 1))
+    metrics = tfidf_run(tiny_config(tmp_path, tmp_path / "tfidf", "all", 1))  # tfidf reads no selection
     assert metrics["test"]["macro_f1"] > 0.8  # chance is 0.2 with five balanced intents
     assert metrics["steps"] == 1 and metrics["mean_active_layers"] == 0 and metrics["trainable_params"] > 0
     written = json.loads((tmp_path / "tfidf" / "metrics.json").read_text())
     assert set(written["test"]) >= {"macro_f1", "accuracy", "au_prc", "per_class"}
-    assert json.loads((tmp_path / "tfidf" / "config.json").read_text())["select"] == "tfidf"
+    saved = json.loads((tmp_path / "tfidf" / "config.json").read_text())
+    assert json.loads((tmp_path / "tfidf" / "metrics.json").read_text())["strategy"] == "tfidf"
+    assert RunConfig.from_values(saved).data.train == saved["data"]["train"]

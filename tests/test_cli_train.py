@@ -40,7 +40,8 @@ def test_adapter_loads_with_plain_peft(trained):
 
     out, _ = trained
     config = json.loads((out / "config.json").read_text())
-    base = load_model("tiny", "intent", config["labels"], seed=config["seed"]).model
+    labels = json.loads((out / "metrics.json").read_text())["labels"]
+    base = load_model("tiny", "intent", labels, seed=config["training"]["seed"]).model
     model = PeftModel.from_pretrained(base, str(out / "adapter"))
     assert any("lora_A" in name for name, _ in model.named_parameters())
 
@@ -79,7 +80,8 @@ def test_yaml_config_and_flags(corpus, tmp_path):
     result = run_cli("train", "--config", config, "--max-steps", "3", "--out", out)
     assert result.returncode == 0, result.stderr
     resolved = json.loads((out / "config.json").read_text())
-    assert resolved["max_steps"] == 3 and resolved["lora_r"] == 2 and resolved["select"] == "fixed:0-1"
+    assert resolved["training"]["max_steps"] == 3 and resolved["adapter"]["r"] == 2
+    assert resolved["selection"]["select"] == "fixed:0-1"
     assert all(json.loads(l)["active"] == [0, 1] for l in (out / "selection.jsonl").read_text().splitlines())
 
 

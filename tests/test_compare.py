@@ -66,7 +66,7 @@ def test_compare_runs_each_strategy_and_keeps_a_failure_in_its_row(corpus, tmp_p
     assert "--select all,fixed:99,tfidf" in markdown
     for plot in ("compare_metrics.png", "compare_loss.png", "compare_selection.png"):
         assert (out / plot).stat().st_size > 0
-    assert RunConfig(**yaml.safe_load((out / "config.yaml").read_text())).max_steps == 2
+    assert RunConfig.from_values(yaml.safe_load((out / "config.yaml").read_text())).training.max_steps == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert main(["compare", *flags(corpus), "--select", "tfidf", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err

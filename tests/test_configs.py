@@ -16,4 +16,4 @@ def test_there_are_configs():
 def test_config_is_valid_and_documented(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# revtune ") and f"--config configs/{path.name}" in first
-    RunConfig(**load_yaml(path))
+    RunConfig.from_values(load_yaml(path), source=path)

@@ -14,7 +14,8 @@ from revtune.intention import (IntentionOptions, _saved_names, alignment_ratio, 
 from revtune.models import load_model
 from revtune.selection.base import SelectionContext
 from revtune.selection.frequency import generation_layers
-from revtune.selection.registry import SelectionOptions, build_strategy
+from revtune.selection.options import SplitOptions
+from revtune.selection.registry import build_strategy
 
 torch.set_num_threads(1)  # tiny models run ten times faster on one thread than on two busy ones
 
@@ -35,7 +36,7 @@ def tiny_config(folder, **overrides):
                   test=str(paths["test"]), max_steps=6, batch_size=4, max_length=160, dev_generate=0,
                   new_tokens_factor=0.5, new_tokens_floor=4, out=str(folder / "it"), lora_r=4)
     values.update(overrides)
-    return RunConfig(**values)
+    return RunConfig.from_values(values)
 
 
 # ---------------------------------------------------------------- S_gen and alignment on constructed data
@@ -44,12 +45,12 @@ def tiny_config(folder, **overrides):
     ([9, 1, 5, 3, 8, 2, 7, 4, 6, 10], {}, [0, 2, 4, 6, 8, 9]),        # METHODS.md §1's example, as counts
     ([9, 1, 5, 3, 8, 2, 7, 4, 6, 10], {"split_num": 2}, [0, 4, 6, 9]),
     ([1] * 5 + [5] * 5, {}, [4, 5, 6, 7, 8, 9]),                       # the reference keeps one layer more
-    ([1] * 5 + [5] * 5, {"ir_boundary": "exact"}, [5, 6, 7, 8, 9]),
+    ([1] * 5 + [5] * 5, {"boundary": "exact"}, [5, 6, 7, 8, 9]),
     ([1] * 5 + [5] * 5, {"split_num": 2}, [7, 8, 9]),
     ([4] * 6, {}, [0, 1, 2, 3, 4, 5]),                                 # no contrast: every layer
 ])
 def test_generation_layers_split_a_constructed_frequency(frequency, options, expected):
-    assert generation_layers(frequency, SelectionOptions(**options)) == expected
+    assert generation_layers(frequency, SplitOptions(**options)) == expected
 
 
 def test_alignment_ratio_is_the_share_of_generation_layers_the_predictor_also_found():
@@ -87,10 +88,10 @@ def test_the_run_directory_holds_both_steps_and_their_layer_sets(run):
     out, metrics = run.path, run.metrics
     assert {p.name for p in out.iterdir()} >= {"predictor", "generator", "alignment", "metrics.json",
                                               "intention.json", "selection.png"}
-    assert json.loads((out / "predictor" / "config.json").read_text())["task"] == "intent"
+    assert json.loads((out / "predictor" / "config.json").read_text())["data"]["task"] == "intent"
     generator_config = json.loads((out / "generator" / "config.json").read_text())
-    assert generator_config["select"] == f"frequency:{out / 'predictor'}" and generator_config["out"] == str(
-        out / "generator")
+    assert generator_config["selection"]["select"] == f"frequency:{out / 'predictor'}"
+    assert generator_config["output"]["out"] == str(out / "generator")
     frequency = json.loads((out / "predictor" / "metrics.json").read_text())["importance_frequency"]
     assert metrics["importance_frequency"] == frequency
     assert metrics["generator_layers"] == generation_layers(frequency)

@@ -8,7 +8,7 @@ from conftest import run_cli, tiny_args
 from revtune.errors import RevtuneError
 from revtune.layercard import read_card
 from revtune.layercard.strategy import check_model
-from revtune.selection.registry import SelectionOptions, build_strategy
+from revtune.selection.registry import build_strategy
 
 CARD_FLAGS = ("--tiny-layers", "2", "--probe-batches", "2", "--measure-cost", "--cost-steps", "1",
               "--measure-performance", "--probe-steps", "1")
@@ -41,7 +41,7 @@ def test_train_with_a_card_trains_the_placed_layers(card_dir, corpus, tmp_path):
                                          "--budget", "layers=1"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "predicted gain" in result.stdout
-    chosen = build_strategy(f"card:{card_dir}", SelectionOptions(budget="layers=1")).rule.spec
+    chosen = build_strategy(f"card:{card_dir}", budget="layers=1").rule.spec
     records = [json.loads(line) for line in (out / "selection.jsonl").read_text().splitlines()]
     assert {tuple(r["active"]) for r in records} == {(int(chosen),)}
     assert len(records[0]["scores"]) == 2
@@ -75,10 +75,10 @@ def test_check_model_refuses_other_weights_and_adapter_shapes(card_dir):
 
 
 def test_card_strategy_objectives_and_bad_paths(card_dir, tmp_path):
-    strategy = build_strategy(f"card:{card_dir}", SelectionOptions(objective="cost"))
+    strategy = build_strategy(f"card:{card_dir}", objective="cost")
     assert strategy.name == f"card:{card_dir}" and strategy.default_adapter == "lora"
     assert np.asarray(strategy.signal.gains).shape == (2,)
     with pytest.raises(RevtuneError, match="layer card not found"):
-        build_strategy(f"card:{tmp_path / 'missing'}", SelectionOptions(budget="layers=1"))
+        build_strategy(f"card:{tmp_path / 'missing'}", budget="layers=1")
     with pytest.raises(RevtuneError, match="needs a card directory"):
-        build_strategy("card", SelectionOptions())
+        build_strategy("card")

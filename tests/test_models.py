@@ -62,7 +62,7 @@ def test_every_adapter_on_every_family(family, kind):
 def test_frozen_head_and_new_adapter_are_identity():
     base = build("llama")
     reference = base(input_ids=torch.tensor([[5, 6, 7]])).logits.detach().clone()
-    model = adapters.attach(base, adapters.AdapterConfig(kind="bottleneck", bottleneck_dim=4, train_head=False),
+    model = adapters.attach(base, adapters.AdapterConfig(kind="bottleneck", bottleneck_dim=4, freeze_head=True),
                             "intent")
     layers = adapters.layer_map(model)
     assert layers.outside == []

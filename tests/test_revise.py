@@ -8,7 +8,8 @@ from revtune.config import RunConfig
 from revtune.models import byte_tokenizer, load_model, prepare_tokenizer
 from revtune.prompts import revise_prompt
 from revtune.training.data import PadCollator
-from revtune.training.revise import IGNORE, Decoding, clean_output, encode_example, revise_texts
+from revtune.config import DecodingConfig
+from revtune.training.revise import IGNORE, clean_output, encode_example, revise_texts, token_budget
 
 torch.set_num_threads(1)  # tiny models run ten times faster on one thread than on two busy ones
 
@@ -35,7 +36,7 @@ def tiny_config(folder, **overrides):
                   test=str(paths["test"]), max_steps=3, batch_size=4, max_length=160, dev_generate=2,
                   new_tokens_factor=0.5, new_tokens_floor=4, out=str(folder / "run"), lora_r=4)
     values.update(overrides)
-    return RunConfig(**values)
+    return RunConfig.from_values(values)
 
 
 def test_prompt_tokens_are_masked_and_eos_is_appended():
@@ -67,8 +68,8 @@ def test_training_batches_pad_on_the_right_with_ignored_labels():
 
 
 def test_new_token_budget_follows_the_source_length_with_a_floor():
-    decoding = Decoding(factor=1.5, floor=4)
-    assert (decoding.budget(10), decoding.budget(1), decoding.budget(0)) == (15, 4, 4)
+    decoding = DecodingConfig(factor=1.5, floor=4)
+    assert [token_budget(decoding, n) for n in (10, 1, 0)] == [15, 4, 4]
 
 
 def test_output_stops_where_a_new_prompt_section_starts():
@@ -87,17 +88,17 @@ def tiny_lm():
 def test_greedy_generation_is_deterministic_and_respects_each_budget(tiny_lm):
     model, tokenizer = tiny_lm
     sources, intents = ["He go home.", "A much longer sentence to revise here."], [["fluency"], ["clarity"]]
-    decoding = Decoding(factor=0.5, floor=3, batch_size=2)
-    first = revise_texts(model, tokenizer, sources, intents, decoding)
-    assert first == revise_texts(model, tokenizer, sources, intents, decoding)
+    decoding = DecodingConfig(factor=0.5, floor=3)
+    first = revise_texts(model, tokenizer, sources, intents, decoding, batch_size=2)
+    assert first == revise_texts(model, tokenizer, sources, intents, decoding, batch_size=2)
     for source, text in zip(sources, first):
-        assert len(tokenizer(text, add_special_tokens=False).input_ids) <= decoding.budget(len(source))
+        assert len(tokenizer(text, add_special_tokens=False).input_ids) <= token_budget(decoding, len(source))
 
 
 def test_sampling_is_reproducible_with_its_seed(tiny_lm):
     model, tokenizer = tiny_lm
-    decoding = Decoding(mode="sample", factor=1.0, floor=8, seed=5)
-    texts = [revise_texts(model, tokenizer, ["He go home."], [["fluency"]], decoding) for _ in range(2)]
+    decoding = DecodingConfig(mode="sample", factor=1.0, floor=8)
+    texts = [revise_texts(model, tokenizer, ["He go home."], [["fluency"]], decoding, seed=5) for _ in range(2)]
     assert texts[0] == texts[1]
 
 
@@ -128,9 +129,9 @@ def test_a_saved_revise_run_generates_what_it_scored(tmp_path):
 
     result = train_run(tiny_config(tmp_path, select="ir"), quiet=True)
     rows = [json.loads(line) for line in (result.path / "predictions.jsonl").read_text().splitlines()]
-    model, tokenizer, config = load_run_model(result.path, "revise", "cpu")
+    model, tokenizer, config, _ = load_run_model(result.path, "revise", "cpu")
     again = revise_texts(model, tokenizer, [r["source"] for r in rows], [r["intents"] for r in rows],
-                         Decoding.from_config(config))
+                         config.decoding, config.training.batch_size, config.training.seed)
     assert again == [r["prediction"] for r in rows]
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from revtune.errors import RevtuneError
+from revtune.selection.options import SplitOptions
 from revtune.selection.rules import (SENTINEL, VarianceSplitRule, parse_layer_list, split_costs,
                                      variance_split)
 
@@ -17,7 +18,7 @@ STEP = [1.0] * 5 + [5.0] * 5
     (STEP, 2, [7, 8, 9]),
 ])
 def test_methods_examples(scores, splits, expected):
-    assert VarianceSplitRule(split_num=splits).choose(np.array(scores)) == expected
+    assert VarianceSplitRule(SplitOptions(split_num=splits)).choose(np.array(scores)) == expected
 
 
 def test_costs_by_hand():
@@ -64,18 +65,18 @@ def test_low_side_for_cosine():
 
 def test_sentinel_scores_are_replaced_by_seeded_random_draws():
     rule = VarianceSplitRule()
-    first = rule.prepare(np.full(8, SENTINEL), np.random.default_rng(3))
-    again = rule.prepare(np.full(8, SENTINEL), np.random.default_rng(3))
+    first = rule.stand_in(np.full(8, SENTINEL), np.random.default_rng(3))
+    again = rule.stand_in(np.full(8, SENTINEL), np.random.default_rng(3))
     assert np.all(first < 1) and first.tolist() == again.tolist()
     partly = np.array([SENTINEL] * 7 + [0.5])
-    assert rule.prepare(partly, np.random.default_rng(3)) is partly
+    assert rule.stand_in(partly, np.random.default_rng(3)) is partly
 
 
 def test_rule_validates_its_fields():
     with pytest.raises(RevtuneError, match="split_num"):
-        VarianceSplitRule(split_num=3)
+        SplitOptions(split_num=3)
     with pytest.raises(RevtuneError, match="window"):
-        VarianceSplitRule(window=(0.7, 0.3))
+        SplitOptions(window=(0.7, 0.3))
 
 
 @pytest.mark.parametrize("spec, expected", [

@@ -13,7 +13,7 @@ def config(corpus, out, **changes):
                     max_steps=3, batch_size=4, max_length=48, lora_r=2, lora_alpha=4, bottleneck_dim=8,
                     out=str(out), seed=2)
     settings.update(changes)
-    return RunConfig(**settings)
+    return RunConfig.from_values(settings)
 
 
 def selections(out):
@@ -68,13 +68,14 @@ def test_multi_label_documents_train_with_bce_and_tuned_threshold(tmp_path):
                       "major_intent": name, "raw_intents": [name]} for name in chosen]
             handle.write(json.dumps({"doc_id": str(i), "before_revision": f"doc {i} text {' '.join(chosen)}",
                                      "after_revision": f"doc {i} new text", "edit_actions": edits}) + "\n")
-    run = RunConfig(model="tiny", train=str(docs), test=str(docs), max_steps=3, batch_size=4, max_length=48,
-                    lora_r=2, lora_alpha=4, threshold="tune", out=str(tmp_path / "multi"), seed=1)
+    run = RunConfig.from_values(dict(model="tiny", train=str(docs), test=str(docs), max_steps=3, batch_size=4,
+                                     max_length=48, lora_r=2, lora_alpha=4, threshold="tune",
+                                     out=str(tmp_path / "multi"), seed=1))
     result = train_run(run, quiet=True)
-    resolved = json.loads((result.path / "config.json").read_text())
-    assert resolved["multi_label"] is True
+    saved = json.loads((result.path / "metrics.json").read_text())
+    assert saved["multi_label"] is True
     assert 0 < result.metrics["decision"]["threshold"] < 1
-    assert resolved["decision_threshold"] == result.metrics["decision"]["threshold"]
+    assert saved["decision"]["threshold"] == result.metrics["decision"]["threshold"]
 
 
 def test_frozen_head_trains_nothing_outside_the_blocks(corpus, tmp_path):

@@ -8,41 +8,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .config import ADAPTERS, AdapterConfig  # noqa: F401  (AdapterConfig is the run config's part)
 from .errors import RevtuneError, did_you_mean
 from .models import decoder_blocks
 
-ADAPTERS = ("lora", "dora", "bottleneck", "none")
 REFERENCE_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
 HEAD_NAMES = ("score", "classifier")
 BOTTLENECK_FILE = "bottleneck.safetensors"
 REVTUNE_ADAPTER_CONFIG = "revtune_adapter.json"
-
-
-@dataclass
-class AdapterConfig:
-    """Reference defaults of IR-Tuning (METHODS.md §1)."""
-
-    kind: str = "lora"
-    r: int = 32
-    alpha: int = 64
-    dropout: float = 0.05
-    targets: tuple[str, ...] | None = None  # None: the reference names when present, else every Linear
-    bottleneck_dim: int = 256
-    train_head: bool = True
-    train_outside_blocks: bool = False  # embeddings and final norm (LISA keeps them trainable)
-
-    def __post_init__(self):
-        if self.kind not in ADAPTERS:
-            raise RevtuneError(f"unknown adapter '{self.kind}': {did_you_mean(self.kind, ADAPTERS)}",
-                               field="adapter")
-        if self.r < 1 or self.bottleneck_dim < 1:
-            raise RevtuneError("adapter rank and bottleneck size must be at least 1", field="lora_r")
 
 
 @dataclass
@@ -108,6 +87,7 @@ def is_linear(module: nn.Module) -> bool:
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int]:
+    """(d_in, d_out) of a Linear or a GPT-2 Conv1D (whose weight is stored transposed)."""
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     d_in, d_out = module.weight.shape
@@ -142,31 +122,33 @@ def _head_modules(model: nn.Module) -> list[str]:
 
 
 def attach(model: nn.Module, config: AdapterConfig, task: str) -> nn.Module:
-    """Freeze the base model and add the trainable parameters that ``config`` asks for.
+    """Freeze the base model and add the trainable parameters that ``config`` asks for (``config.kind``
+    resolved: unset means lora).
 
-    Whatever the kind, the task head trains only with ``train_head`` and the embeddings and final norm
-    only with ``train_outside_blocks``; ``none`` makes the blocks' own weights the trainable ones.
+    Whatever the kind, a classifier's head trains unless ``freeze_head``; ``none`` makes the blocks' own
+    weights the trainable ones. Embeddings and final norm stay frozen: a strategy that trains them (LISA,
+    full) says so in its ``prepare`` step (:func:`unfreeze_outside_blocks`).
     """
+    kind = config.kind or "lora"
     for param in model.parameters():
         param.requires_grad_(False)
     heads = _head_modules(model) if task == "intent" else []
-    if config.kind == "none":
+    train_head = not config.freeze_head and bool(heads)
+    if kind == "none":
         for param in decoder_blocks(model).parameters():
             param.requires_grad_(True)
     else:
         targets = resolve_targets(model, config.targets)
-        if config.kind == "bottleneck":
+        if kind == "bottleneck":
             _wrap_bottlenecks(model, targets, config.bottleneck_dim)
         else:
             from peft import LoraConfig, get_peft_model
 
             peft_config = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                     bias="none", target_modules=targets, use_dora=config.kind == "dora",
-                                     modules_to_save=heads if config.train_head and heads else None)
+                                     bias="none", target_modules=targets, use_dora=kind == "dora",
+                                     modules_to_save=heads if train_head else None)
             model = get_peft_model(model, peft_config)
-    if config.train_outside_blocks:
-        _unfreeze_outside_blocks(model, keep_frozen=() if config.train_head else HEAD_NAMES)
-    if config.train_head:
+    if train_head:
         for name, param in model.named_parameters():
             if _in_head(name, heads) and "original_module" not in name:
                 param.requires_grad_(True)
@@ -177,11 +159,22 @@ def _in_head(name: str, heads) -> bool:
     return any(part in heads for part in name.split("."))
 
 
-def _unfreeze_outside_blocks(model: nn.Module, keep_frozen=()) -> None:
+def unfreeze_outside_blocks(model: nn.Module) -> None:
+    """Embeddings and final norm train too (LISA, full); the head trains as :func:`attach` decided."""
     inside = {id(p) for p in decoder_blocks(model).parameters()}
     for name, param in model.named_parameters():
-        if id(param) not in inside and "original_module" not in name and not _in_head(name, keep_frozen):
+        if id(param) not in inside and "original_module" not in name and not _in_head(name, HEAD_NAMES):
             param.requires_grad_(True)
+
+
+def freeze_outside_blocks(model: nn.Module) -> None:
+    """Only the task head trains outside the blocks (``lisa:...:frozen-embeddings`` with full weights,
+    whose adapter ``none`` leaves embeddings and final norm trainable); a classifier's head starts
+    random, so it keeps training, as ``--freeze-head`` decides."""
+    inside = {id(p) for p in decoder_blocks(model).parameters()}
+    for name, param in model.named_parameters():
+        if id(param) not in inside and not any(part in HEAD_NAMES for part in name.split(".")):
+            param.requires_grad_(False)
 
 
 def _wrap_bottlenecks(model: nn.Module, targets: list[str], dim: int) -> None:
@@ -224,12 +217,14 @@ def read_adapter_config(folder: Path) -> AdapterConfig:
     if not folder.is_dir():
         raise RevtuneError("missing: the run directory is incomplete", path=folder)
     saved = read_json_file(path)
-    known = {f for f in AdapterConfig.__dataclass_fields__}
-    unknown = sorted(set(saved) - known)
+    known = {f.name for f in fields(AdapterConfig)}
+    legacy = {"train_head", "train_outside_blocks"}  # older runs saved these; the strategy now decides
+    unknown = sorted(set(saved) - known - legacy)
     if unknown:
         raise RevtuneError(f"unknown key '{unknown[0]}'", path=path)
-    checks = {"kind": str, "r": int, "alpha": (int, float), "dropout": (int, float), "bottleneck_dim": int,
-              "train_head": bool, "train_outside_blocks": bool, "targets": (list, type(None))}
+    checks = {"kind": (str, type(None)), "r": int, "alpha": (int, float), "dropout": (int, float),
+              "bottleneck_dim": int, "freeze_head": bool, "train_head": bool, "train_outside_blocks": bool,
+              "targets": (list, type(None))}
     for key, kind in checks.items():
         value = saved.get(key)
         if key in saved and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
@@ -237,7 +232,7 @@ def read_adapter_config(folder: Path) -> AdapterConfig:
     if saved.get("targets") is not None and not all(isinstance(t, str) for t in saved["targets"]):
         raise RevtuneError("expected module names", path=path, field="targets")
     try:
-        return AdapterConfig(**{k: (tuple(v) if k == "targets" and v else v) for k, v in saved.items()})
+        return AdapterConfig(**{k: v for k, v in saved.items() if k in known})
     except RevtuneError as e:
         raise RevtuneError(e.message, path=path, field=e.field) from None
 

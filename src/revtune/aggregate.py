@@ -31,14 +31,14 @@ def reference_strategy(specs: list[str], against: str) -> str:
     return against or specs[0]
 
 
-def summarize(out: Path, runs: list[dict], specs: list[str], config) -> list[dict]:
+def summarize(out: Path, runs: list[dict], specs: list[str], config, settings) -> list[dict]:
     """One row per strategy (keys of a run's row, averaged over its successful seeds) with ``std``,
     ``per_seed`` (the runs' own rows), ``interval``, ``paired`` and, for dynamic strategies, ``stability``."""
     from .compare import METRIC_COLUMNS
 
-    columns = METRIC_COLUMNS[config.task] + COST_COLUMNS
+    columns = METRIC_COLUMNS[config.data.task] + COST_COLUMNS
     rows = [seed_summary(spec, [r for r in runs if r["strategy"] == spec], columns) for spec in specs]
-    add_statistics(Path(out), rows, config)
+    add_statistics(Path(out), rows, config, settings)
     add_stability(Path(out), rows, config)
     return rows
 
@@ -72,7 +72,7 @@ def item_table(folder: Path, task: str) -> tuple[list, np.ndarray] | None:
         keys = [(item["source"], tuple(item["references"])) for item in items]
         return keys, stats.generation_items([i["source"] for i in items], [i["prediction"] for i in items],
                                             [i["references"] for i in items])
-    labels = json.loads((folder / "config.json").read_text())["labels"]
+    labels = json.loads((folder / "metrics.json").read_text())["labels"]
     index = {name: i for i, name in enumerate(labels)}
 
     def indicator(names):
@@ -85,16 +85,16 @@ def item_table(folder: Path, task: str) -> tuple[list, np.ndarray] | None:
                                             np.array([indicator(i["predicted"]) for i in items]))
 
 
-def add_statistics(out: Path, rows: list[dict], config) -> None:
+def add_statistics(out: Path, rows: list[dict], config, settings) -> None:
     """Intervals per strategy and paired tests against the reference, into each row (and per seed)."""
-    metrics = TESTED[config.task]
-    level, samples = config.confidence, config.bootstrap_samples
-    reference = reference_strategy([r["strategy"] for r in rows], config.against)
+    metrics = TESTED[config.data.task]
+    level, samples = settings.confidence, settings.bootstrap_samples
+    reference = reference_strategy([r["strategy"] for r in rows], settings.against)
     tables = {}
     for row in rows:
         tables[row["strategy"]] = {}
         for run in row["per_seed"]:
-            table = item_table(out / run["run"], config.task) if run["error"] is None else None
+            table = item_table(out / run["run"], config.data.task) if run["error"] is None else None
             if table is not None:
                 tables[row["strategy"]][run["seed"]] = table
         found = tables[row["strategy"]]
@@ -103,18 +103,18 @@ def add_statistics(out: Path, rows: list[dict], config) -> None:
         for run in row["per_seed"]:
             if run["seed"] in found:
                 run["interval"] = {name: stats.bootstrap_interval([found[run["seed"]][1]], metric, samples,
-                                                                  level, config.seed)
+                                                                  level, config.training.seed)
                                    for name, metric in metrics.items()}
         row["interval"] = {name: stats.bootstrap_interval([t for _, t in found.values()], metric, samples,
-                                                          level, config.seed)
+                                                          level, config.training.seed)
                            for name, metric in metrics.items()}
     for row in rows:
         if row["strategy"] != reference and tables[row["strategy"]] and tables[reference]:
             row["paired"] = paired_tests(tables[row["strategy"]], tables[reference], reference, metrics,
-                                         config)
+                                         config, settings)
 
 
-def paired_tests(mine: dict, theirs: dict, reference: str, metrics: dict, config) -> dict:
+def paired_tests(mine: dict, theirs: dict, reference: str, metrics: dict, config, settings) -> dict:
     """Per metric: the mean difference over seed pairs, its pooled p-value, each pair's own, and how
     many pairs are significant in the pooled direction. A strategy run once (tfidf) is paired with
     every seed of the other side; otherwise seeds pair with the same seed."""
@@ -123,17 +123,17 @@ def paired_tests(mine: dict, theirs: dict, reference: str, metrics: dict, config
     else:
         pairs = [(seed, seed) for seed in mine if seed in theirs]
     pairs = [(a, b) for a, b in pairs if mine[a][0] == theirs[b][0]]
-    result = {"against": reference, "alpha": round(1 - config.confidence, 10), "pairs": len(pairs)}
+    result = {"against": reference, "alpha": round(1 - settings.confidence, 10), "pairs": len(pairs)}
     if not pairs:
         result["note"] = "no seed pair scored the same test items"
         return result
-    alpha = 1 - config.confidence
+    alpha = 1 - settings.confidence
     for name, metric in metrics.items():
         a, b = [mine[x][1] for x, _ in pairs], [theirs[y][1] for _, y in pairs]
-        pooled = stats.paired_test(a, b, metric, config.bootstrap_samples, config.seed)
+        pooled = stats.paired_test(a, b, metric, settings.bootstrap_samples, config.training.seed)
         each = [{"seed": x, "against_seed": y,
-                 **stats.paired_test([mine[x][1]], [theirs[y][1]], metric, config.bootstrap_samples,
-                                     config.seed)} for x, y in pairs]
+                 **stats.paired_test([mine[x][1]], [theirs[y][1]], metric, settings.bootstrap_samples,
+                                     config.training.seed)} for x, y in pairs]
         same_way = [e for e in each if e["p"] < alpha and np.sign(e["delta"]) == np.sign(pooled["delta"])]
         result[name] = {**pooled, "significant": pooled["p"] < alpha, "significant_pairs": len(same_way),
                         "per_seed": each}
@@ -149,9 +149,10 @@ def add_stability(out: Path, rows: list[dict], config) -> None:
     """
     from .report import read_selection
     from .selection.frequency import generation_layers
-    from .selection.registry import selection_options
+    from .selection.options import IrOptions, SplitOptions
 
-    options = selection_options(config)
+    options = config.selection.options
+    options = options if isinstance(options, SplitOptions) else IrOptions()
     for row in rows:
         shares, tops, seeds, dynamic = [], [], [], False
         for run in row["per_seed"]:
@@ -178,15 +179,15 @@ def add_stability(out: Path, rows: list[dict], config) -> None:
         }
 
 
-def write_summary(out: Path, rows: list[dict], config, command: str) -> None:
+def write_summary(out: Path, rows: list[dict], config, settings, command: str) -> None:
     """compare.json, compare.md and the plots."""
     from .compare import compare_markdown, plot_compare
     from .rundir import write_json, write_text
 
     write_json(out / "compare.json", rows)
     write_text(out / "compare.md",
-               compare_markdown(rows, config.task, command, statistics_markdown(rows, config)))
-    plot_compare(out, rows, config.task)
+               compare_markdown(rows, config.data.task, command, statistics_markdown(rows, config, settings)))
+    plot_compare(out, rows, config.data.task)
     plot_stability(out, rows)
 
 
@@ -200,12 +201,12 @@ def _p_value(p: float, samples: int) -> str:
     return f"<= {floor:.4f}" if p <= floor + 1e-12 else f"{p:.4f}"
 
 
-def statistics_markdown(rows: list[dict], config) -> str:
+def statistics_markdown(rows: list[dict], config, settings) -> str:
     """The intervals and paired tests as a table, then the stability of dynamic strategies."""
-    metrics = list(TESTED[config.task])
-    reference = reference_strategy([r["strategy"] for r in rows], config.against)
-    level = f"{100 * config.confidence:g}%"
-    alpha = round(1 - config.confidence, 10)
+    metrics = list(TESTED[config.data.task])
+    reference = reference_strategy([r["strategy"] for r in rows], settings.against)
+    level = f"{100 * settings.confidence:g}%"
+    alpha = round(1 - settings.confidence, 10)
     header = ["strategy", "seeds"]
     for name in metrics:
         header += [f"{name} [{level} CI]", f"Δ {name} vs {reference}", "p", f"seeds p < {alpha:g}"]
@@ -223,16 +224,16 @@ def statistics_markdown(rows: list[dict], config) -> str:
                 cells += ["(reference)", "", ""]
             elif test:
                 mark = " *" if test["significant"] else ""
-                cells += [f"{test['delta']:+.4f}{mark}", _p_value(test["p"], config.bootstrap_samples),
+                cells += [f"{test['delta']:+.4f}{mark}", _p_value(test["p"], settings.bootstrap_samples),
                           f"{test['significant_pairs']}/{len(test['per_seed'])}"]
             else:
                 cells += ["-", "-", paired.get("note", "-")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Intervals: percentile bootstrap ({config.bootstrap_samples} resamples of the test items, "
+    lines += ["", f"Intervals: percentile bootstrap ({settings.bootstrap_samples} resamples of the test items, "
               "jointly across seeds when they share the test split) of the mean over seeds; they show how "
               "much the score depends on which items the test set holds, the ± above how much it depends "
               "on the seed. Paired tests: approximate randomization (each item's two predictions swapped "
-              f"at random, {config.bootstrap_samples} times), two-sided, of the mean difference over seed "
+              f"at random, {settings.bootstrap_samples} times), two-sided, of the mean difference over seed "
               f"pairs (the same seed on both sides; a strategy run once is paired with every seed); * marks "
               f"p < {alpha:g}. 'seeds p < {alpha:g}' counts the seed pairs that are significant alone in "
               "the same direction: the difference holds across seeds when it is every pair. No correction "

@@ -9,6 +9,7 @@ runs into mean, spread, intervals and paired tests.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -47,16 +48,17 @@ class Job:
     folder: str
 
 
-def plan_jobs(specs: list[str], config) -> list[Job]:
+def plan_jobs(specs: list[str], config, settings=None) -> list[Job]:
     """Every strategy at every seed, seed by seed (an interrupted comparison holds complete seeds); a
     classical strategy once when its data do not change with the seed (it has no weights to initialise
     and no order to draw). Without ``seeds`` the layout is one directory per strategy, at ``seed``."""
     from .training.data import seed_changes_splits
 
-    if not config.seeds:
-        return [Job(spec, config.seed, run_name(spec)) for spec in specs]
-    once = {spec for spec in specs if spec in CLASSICAL and not seed_changes_splits(config)}
-    return [Job(spec, seed, f"{run_name(spec)}/seed{seed}") for number, seed in enumerate(config.seeds)
+    seeds = settings.seeds if settings is not None else []
+    if not seeds:
+        return [Job(spec, config.training.seed, run_name(spec)) for spec in specs]
+    once = {spec for spec in specs if spec in CLASSICAL and not seed_changes_splits(config.data)}
+    return [Job(spec, seed, f"{run_name(spec)}/seed{seed}") for number, seed in enumerate(seeds)
             for spec in specs if not (spec in once and number)]
 
 
@@ -65,44 +67,71 @@ def run_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", spec).strip("_.") or "strategy"
 
 
-def check_specs(specs: list[str], config) -> list[str]:
-    """Fail before any training on what needs no model: unknown names, bad arguments, duplicates."""
-    from .selection.registry import STRATEGIES, build_strategy, selection_options, split_spec
+def check_specs(specs: list[str], config, option_values: dict | None = None) -> list[tuple[str, object]]:
+    """(spec, options) of every row, failing before any training on what needs no model: unknown names,
+    bad arguments, duplicates, an option no listed strategy has. Each strategy gets the options of
+    ``option_values`` (flat names) it has, on top of those it shares with ``config.selection.options``;
+    ``tfidf`` gets None."""
+    from .selection.registry import STRATEGIES, option_flags, parse_spec, split_spec
 
     specs = [s.strip() for s in specs if s.strip()]
     if not specs:
         raise RevtuneError("give at least one strategy, e.g. --select ir,all,tfidf", field="select")
-    options = selection_options(config)
-    names = {}
+    base = dataclasses.asdict(config.selection.options)
+    users = option_flags()
+    names, rows, used = {}, [], set()
     for spec in specs:
         name, _ = split_spec(spec)
-        if spec in CLASSICAL and config.task != "intent":
-            raise RevtuneError(f"{spec} classifies intents; it has no {config.task} variant", field="select")
+        options = None
+        if spec in CLASSICAL and config.data.task != "intent":
+            raise RevtuneError(f"{spec} classifies intents; it has no {config.data.task} variant", field="select")
         if spec not in CLASSICAL:
             if name not in STRATEGIES:
                 valid = did_you_mean(name, [*STRATEGIES, *CLASSICAL])
                 raise RevtuneError(f"unknown strategy '{name}': {valid}", field="select")
-            build_strategy(spec, options)
+            mine = {k: v for k, v in (option_values or {}).items() if name in {s for s, _ in users.get(k, [])}}
+            used |= set(mine)
+            options = parse_spec(spec, mine, base)
         if run_name(spec) in names:
             raise RevtuneError(f"'{spec}' and '{names[run_name(spec)]}' would share one run directory",
                                field="select")
         names[run_name(spec)] = spec
-    return specs
+        rows.append((spec, options))
+    for key in set(option_values or {}) - used:
+        raise RevtuneError(f"no listed strategy has this option (it applies to "
+                           f"{', '.join(s for s, _ in users.get(key, []))})", field=key)
+    return rows
 
 
-def child_command(spec: str, config_file: Path, folder: Path, config, seed: int | None = None) -> list[str]:
-    """The command that trains one row: every setting from the shared file, the strategy, seed and output
-    on the command line, and the adapter a strategy insists on (``full`` trains the weights themselves)."""
+def option_arguments(options) -> list[str]:
+    """The flags that give ``options`` their non-default values on a ``revtune train`` command line."""
+    from .knobs import cli_fields, default_of, flat_name
+
+    arguments = []
+    for f in cli_fields(type(options)):
+        value = getattr(options, f.name)
+        if value == default_of(f):
+            continue
+        flag = "--" + flat_name(f).replace("_", "-")
+        if isinstance(value, bool):
+            arguments.append(flag if value else "--no-" + flag[2:])
+        else:
+            arguments += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return arguments
+
+
+def child_command(spec: str, options, config_file: Path, folder: Path, config, seed: int | None = None) -> list[str]:
+    """The command that trains one row: every shared setting from the shared file, the strategy, its
+    options, seed and output on the command line, and the adapter a strategy insists on (``full`` trains
+    the weights themselves)."""
     seeded = [] if seed is None else ["--seed", str(seed)]
     if spec in CLASSICAL:
         return [sys.executable, "-m", CLASSICAL[spec], "--config", str(config_file), "--out", str(folder),
                 *seeded]
-    from .selection.registry import build_strategy
-
     command = [sys.executable, "-m", "revtune.cli", "train", "--config", str(config_file),
-               "--select", spec, "--out", str(folder), *seeded]
-    forced = build_strategy(spec).adapter
-    if forced and forced != config.adapter:
+               "--select", options.spec(), *option_arguments(options), "--out", str(folder), *seeded]
+    forced = options.adapter
+    if forced and forced != config.adapter.kind:
         command += ["--adapter", forced]
     return command
 
@@ -150,15 +179,6 @@ def steps_to_fraction(history: list[dict], key: str, fraction: float = 0.95) -> 
     return next((step for step, value in points if value >= fraction * best), None)
 
 
-def layer_params(folder: Path) -> int | None:
-    """Trainable parameters inside the decoder blocks, from the per-layer rows of ``trainable.txt``."""
-    path = folder / "trainable.txt"
-    if not path.is_file():
-        return None
-    rows = re.findall(r"^\s*\d+\s+([\d,]+)\s", path.read_text(), flags=re.M)
-    return sum(int(count.replace(",", "")) for count in rows)
-
-
 def read_row(spec: str, folder: Path, task: str, error: str | None, run: str | None = None,
              seed: int | None = None) -> dict:
     """One table row from a finished run directory (or only the error of a failed one)."""
@@ -186,29 +206,38 @@ def read_row(spec: str, folder: Path, task: str, error: str | None, run: str | N
     row["steps_to_95"] = steps_to_fraction(history, headline)
     trainable = metrics.get("trainable_params") or 0
     row["optimizer_state_bytes"] = ADAM_BYTES_PER_PARAM * trainable
-    inside = layer_params(folder)
-    if metrics.get("n_layers") and inside is not None and trainable:
+    inside = sum(metrics.get("layer_sizes") or [])
+    if metrics.get("n_layers") and "layer_sizes" in metrics and trainable:
         row["outside_share"] = max(0, trainable - inside) / trainable
     return row
 
 
 def compare(config, strategies: list[str] | str, out: str | Path | None = None, command: str | None = None,
-            quiet: bool = False) -> CompareResult:
+            quiet: bool = False, option_values: dict | None = None, settings=None) -> CompareResult:
     """Train every strategy of ``strategies`` with ``config`` into ``out``/<strategy>/ and tabulate them.
 
     A strategy that fails leaves its one-line error in its row; the others still run. Writes
     ``compare.json``, ``compare.md``, ``config.yaml`` (the settings every row shares), ``logs/`` and plots.
+    ``settings`` (:class:`~revtune.config.CompareConfig`): the seeds, the paired tests' reference and
+    the intervals' level.
     """
+    from .config import CompareConfig
     from .aggregate import reference_strategy, summarize, write_summary
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    specs = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config)
-    reference_strategy(specs, config.against)
-    out = Path(out or config.out)
-    shared = {k: v for k, v in config.run_settings().items() if k not in ("select", "out", "overwrite")}
-    jobs = plan_jobs(specs, config)
+    settings = settings or CompareConfig()
+    rows_options = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config,
+                               option_values)
+    specs = [spec for spec, _ in rows_options]
+    options_of = dict(rows_options)
+    reference_strategy(specs, settings.against)
+    out = Path(out or config.output.out)
+    shared = {k: v for k, v in config.to_dict().items() if k not in ("selection", "output")}
+    shared["selection"] = {"interval": config.selection.interval}
+    shared["output"] = {k: v for k, v in config.to_dict()["output"].items() if k not in ("out", "overwrite")}
+    jobs = plan_jobs(specs, config, settings)
     runs = []
-    with building(out, config.overwrite) as tmp:
+    with building(out, config.output.overwrite) as tmp:
         config_file = tmp / "config.yaml"
         write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
         (tmp / "logs").mkdir()
@@ -217,17 +246,18 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
             say(f"revtune compare: [{number}/{len(jobs)}] {job.spec} (seed {job.seed}) -> {out / job.folder} "
                 f"(log: {log})")
             started = time.perf_counter()
-            child = child_command(job.spec, config_file, tmp / job.folder, config,
-                                  job.seed if config.seeds else None)
+            child = child_command(job.spec, options_of[job.spec], config_file, tmp / job.folder, config,
+                                  job.seed if settings.seeds else None)
             error = run_child(child, tmp / log)
             if error is None and not (tmp / job.folder / "metrics.json").is_file():
                 error = "the run finished without a metrics.json"
-            runs.append(read_row(job.spec, tmp / job.folder, config.task, error, job.folder, job.seed))
+            runs.append(read_row(job.spec, tmp / job.folder, config.data.task, error, job.folder, job.seed))
             say(f"revtune compare:   {'failed: ' + error if error else 'done'} "
                 f"({time.perf_counter() - started:.0f} s)")
-        command = command or f"revtune compare --task {config.task} --select {','.join(specs)} --out {out}"
-        rows = summarize(tmp, runs, specs, config)
-        write_summary(tmp, rows, config, command)
+        task = config.data.task
+        command = command or f"revtune compare --task {task} --select {','.join(specs)} --out {out}"
+        rows = summarize(tmp, runs, specs, config, settings)
+        write_summary(tmp, rows, config, settings, command)
     return CompareResult(out, rows)
 
 

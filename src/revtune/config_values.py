@@ -57,16 +57,17 @@ def check_number(name: str, value, lowest=None, highest=None, low_in=True, high_
                            field=name)
 
 
-def check_values(config) -> None:
-    """Every range and choice above, the split window and the mapping fields of ``config``."""
+def check_values(values: dict) -> None:
+    """Every range and choice above, the split window and the mapping fields among ``values`` (flat
+    names: a config part's or a strategy's options)."""
     for name, bounds in RANGES.items():
-        if hasattr(config, name):
-            check_number(name, getattr(config, name), *bounds)
+        if name in values:
+            check_number(name, values[name], *bounds)
     for name, valid in CHOICES.items():
-        value = getattr(config, name, valid[0])
+        value = values.get(name, valid[0])
         if value not in valid:
             raise RevtuneError(f"expected one of {', '.join(valid)}, got {shown(value)}", field=name)
-    window = getattr(config, "ir_window", None)
+    window = values.get("ir_window")
     if window is not None:
         if len(window) != 2:
             raise RevtuneError(f"expected two numbers, e.g. 0.35,0.65, got {shown(window)}", field="ir_window")
@@ -74,13 +75,13 @@ def check_values(config) -> None:
             check_number("ir_window", value, 0, 1)
         if not window[0] < window[1]:
             raise RevtuneError(f"expected low < high, got {shown(window)}", field="ir_window")
-    for value in getattr(config, "target_modules", []):
+    for value in values.get("target_modules", []):
         if not isinstance(value, str) or not value:
             raise RevtuneError(f"expected module names, got {shown(value)}", field="target_modules")
-    for key, value in getattr(config, "upsample", {}).items():
+    for key, value in values.get("upsample", {}).items():
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
             raise RevtuneError(f"the factor of '{key}' must be a whole number from 1 to 1000, got "
                                f"{shown(value)}", field="upsample")
-    for key, value in getattr(config, "columns", {}).items():
+    for key, value in values.get("columns", {}).items():
         if value is not None and not isinstance(value, str):
             raise RevtuneError(f"'{key}' must name a column, got {shown(value)}", field="columns")

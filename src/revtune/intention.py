@@ -24,35 +24,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import RevtuneError, did_you_mean
-from .rundir import atomic_path, building, building_resumable, partial_path, read_run, write_json
+from .errors import RevtuneError
+from .intention_options import IntentionOptions
+from .rundir import atomic_path, building_resumable, partial_path, read_run, write_json
 from .selection.base import NoSignal, Strategy
 from .selection.frequency import FrequencyRule, generation_layers, read_frequency
 
-INIT_LAYERS = ("selected", "all", "none")
 ADAPTER_FILES = ("adapter_model.safetensors", "bottleneck.safetensors")
-
-
-@dataclass
-class IntentionOptions:
-    """What Intention-Tuning adds to a run config; each one a flag of ``intention-tune``."""
-
-    predictor: str | None = None  # reuse this finished intent run instead of training step 1
-    predictor_steps: int = 0      # step-1 optimizer steps; 0: the same schedule as the generator
-    init_layers: str = "selected"  # which generator layers start from the predictor's adapters
-    alignment: bool = False       # also run ir on the generation task alone and compare layer sets
-
-    def __post_init__(self):
-        if self.init_layers not in INIT_LAYERS:
-            raise RevtuneError(f"unknown init layers '{self.init_layers}': "
-                               f"{did_you_mean(self.init_layers, INIT_LAYERS)}", field="init_layers")
-        if self.predictor_steps < 0:
-            raise RevtuneError(f"expected >= 0, got {self.predictor_steps}", field="predictor_steps")
 
 
 @dataclass
@@ -132,7 +115,7 @@ def _finish_subrun(path: Path, final: Path) -> None:
     """A sub-run is trained under the temporary directory; its config must name where it will live."""
     config_path = path / "config.json"
     config = json.loads(config_path.read_text())
-    config["out"] = str(final)
+    config["output"]["out"] = str(final)
     write_json(config_path, config)
 
 
@@ -142,7 +125,7 @@ def _subrun(config, out: Path, **kwargs) -> dict:
     from .training.checkpoint import last_checkpoint
     from .training.run import train_run
 
-    folder = Path(config.out)
+    folder = Path(config.output.out)
     if (folder / "metrics.json").is_file():
         return json.loads((folder / "metrics.json").read_text())
     resume = last_checkpoint(partial_path(folder) / "checkpoints") is not None
@@ -154,30 +137,29 @@ def _subrun(config, out: Path, **kwargs) -> dict:
 
 def train_predictor(config, options: IntentionOptions, folder: Path, final: Path, quiet: bool) -> dict:
     """Step 1, or a copy of the reused predictor; returns the predictor's metrics."""
-    from .selection.registry import build_strategy
-    from .selection.registry import selection_options
+
 
     if options.predictor and not (folder / "metrics.json").is_file():
         check_predictor(options.predictor, config)
         shutil.copytree(options.predictor, folder)
     elif not options.predictor:
-        steps = options.predictor_steps or config.max_steps
-        step1 = replace(config, task="intent", select="ir", out=str(folder), overwrite=False, max_steps=steps)
-        _subrun(step1, final.parent, strategy=build_strategy("ir", selection_options(step1)), quiet=quiet)
+        steps = options.predictor_steps or config.training.max_steps
+        step1 = config.override(task="intent", out=str(folder), overwrite=False, max_steps=steps)
+        _subrun(step1, final.parent, quiet=quiet)
     _finish_subrun(folder, final)
     return json.loads((folder / "metrics.json").read_text())
 
 
 def check_predictor(run, config) -> None:
     """The reused predictor must be an intent run on the generator's base model and adapter."""
-    path, predictor = read_run(run)
-    wanted = {"task": "intent", "model": config.model, "adapter": config.adapter or "lora"}
-    if config.model == "tiny":
-        wanted["tiny_layers"] = config.tiny_layers
-    for key, value in wanted.items():
-        if predictor.get(key) != value:
-            raise RevtuneError(f"the predictor has {key} '{predictor.get(key)}', this run needs '{value}'",
-                               path=path, field=key)
+    path, predictor, _ = read_run(run)
+    wanted = {"task": (predictor.data.task, "intent"), "model": (predictor.model.name, config.model.name),
+              "adapter": (predictor.adapter.kind, config.adapter.kind or "lora")}
+    if config.model.name == "tiny":
+        wanted["tiny_layers"] = (predictor.model.tiny_layers, config.model.tiny_layers)
+    for key, (theirs, value) in wanted.items():
+        if theirs != value:
+            raise RevtuneError(f"the predictor has {key} '{theirs}', this run needs '{value}'", path=path, field=key)
 
 
 def train_generator(config, options, predictor: Path, s_gen: list[int], folder: Path, final: Path,
@@ -194,8 +176,8 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
     def start_from_predictor(model):
         copied.append(transfer_adapters(model, tensors, init, source=str(final_predictor)))
 
-    step2 = replace(config, task="revise", select=f"frequency:{final_predictor}", out=str(folder),
-                    overwrite=False)
+    step2 = config.override(task="revise", select=f"frequency:{final_predictor}", out=str(folder),
+                            overwrite=False)
     progress = folder.parent / "intention.json"
     metrics = _subrun(step2, final.parent, strategy=strategy, prepare_model=start_from_predictor, quiet=quiet)
     _finish_subrun(folder, final)
@@ -207,51 +189,48 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
 
 def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bool) -> dict:
     """``ir`` on the generation task alone, and how far its layer split agrees with the predictor's."""
-    from .selection.registry import build_strategy
-    from .selection.registry import selection_options
-
-    run = replace(config, task="revise", select="ir", out=str(folder), overwrite=False)
-    options = selection_options(run)
-    metrics = _subrun(run, final.parent, strategy=build_strategy("ir", options), quiet=quiet)
+    run = config.override(task="revise", out=str(folder), overwrite=False)
+    metrics = _subrun(run, final.parent, quiet=quiet)
     _finish_subrun(folder, final)
-    s_gen = generation_layers(metrics["importance_frequency"], options)
+    s_gen = generation_layers(metrics["importance_frequency"], run.selection.options)
     return {"s_int": s_int, "s_gen": s_gen, "ratio": alignment_ratio(s_int, s_gen),
             "generation_frequency": metrics["importance_frequency"], "run": "alignment"}
 
 
 def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False,
                    resume: bool = False) -> IntentionResult:
-    """Both steps (and the optional alignment run) into ``config.out``, built in ``OUT.partial``.
+    """Both steps (and the optional alignment run) into ``config.output.out``, built in ``OUT.partial``.
+    Both steps select with ``ir`` and its options (the split settings also split G_l).
 
     With ``resume``, finished steps are kept and the interrupted one continues from its checkpoint
     (``OUT.partial/intention.json`` holds the options and config it was started with)."""
     from .training.checkpoint import Interrupted, StopOnSignal
 
+    config = config.override(select="ir")
+    out = config.output.out
     stop = StopOnSignal().install()  # between the steps a signal stops at once, keeping finished steps
     try:
         return _intention_tune(config, options or IntentionOptions(), quiet, resume)
     except Interrupted as exc:
-        exc.resume = f"revtune intention-tune --resume {config.out}"
-        if exc.checkpoint is None and partial_path(config.out).is_dir():
-            exc.kept = partial_path(config.out)
+        exc.resume = f"revtune intention-tune --resume {out}"
+        if exc.checkpoint is None and partial_path(out).is_dir():
+            exc.kept = partial_path(out)
         raise
     finally:
         stop.uninstall()
 
 
 def _intention_tune(config, options: IntentionOptions, quiet: bool, resume: bool) -> IntentionResult:
-    from .selection.registry import selection_options
-
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    out = Path(config.out)
-    with building_resumable(out, config.overwrite, resume) as tmp:
+    out = Path(config.output.out)
+    with building_resumable(out, config.output.overwrite, resume) as tmp:
         if not resume:
             write_json(tmp / "intention.json", {"options": asdict(options), "config": config.to_dict()})
         say("revtune: Intention-Tuning step 1: intent predictor with ir"
             + (f" (reused from {options.predictor})" if options.predictor else ""))
         predictor = train_predictor(config, options, tmp / "predictor", out / "predictor", quiet)
         frequency = predictor["importance_frequency"]
-        s_gen = generation_layers(frequency, selection_options(config))
+        s_gen = generation_layers(frequency, config.selection.options)
         say(f"revtune: Intention-Tuning step 2: generator on layers {s_gen} (importance frequency {frequency})")
         generator, copied = train_generator(config, options, tmp / "predictor", s_gen, tmp / "generator",
                                             out / "generator", out / "predictor", quiet)

@@ -113,8 +113,9 @@ def skeleton_config(spec: str, tiny_layers: int = 8):
     return AutoConfig.from_pretrained(folder, **({"gguf_file": gguf_file} if gguf_file else {}))
 
 
-def meta_model(model_config, task: str, num_labels: int, adapter, dtype: torch.dtype):
-    """The run's model with its adapters, on the meta device: exact shapes, no memory."""
+def meta_model(model_config, task: str, num_labels: int, adapter, dtype: torch.dtype, strategy=None):
+    """The run's model with its adapters (and what ``strategy`` trains outside the blocks), on the meta
+    device: exact shapes, no memory."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from .adapters import attach
@@ -129,7 +130,10 @@ def meta_model(model_config, task: str, num_labels: int, adapter, dtype: torch.d
         model = cls.from_config(model_config, dtype=dtype)
     if getattr(model_config, "pad_token_id", None) is None:
         model.config.pad_token_id = 0
-    return attach(model, adapter, task)
+    model = attach(model, adapter, task)
+    if strategy is not None:
+        strategy.set_outside_blocks(model)
+    return model
 
 
 def trace_activations(model, batch: int, seq: int, task: str) -> ActivationTrace:
@@ -260,13 +264,13 @@ def load_tokenizer(spec: str):
 
 def longest_example(config, splits, task_factory) -> int:
     """Tokens of the longest training example after truncation: the batch shape of the peak step."""
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model.name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     task = task_factory(config, splits)
     task.prepare(tokenizer, torch.device("cpu"))
     rows = task.train_dataset.rows
-    return max((len(row["input_ids"]) for row in rows), default=config.max_length)
+    return max((len(row["input_ids"]) for row in rows), default=config.data.max_length)
 
 
 def lowest_reachable_layer(strategy, n_layers: int, floor: int = 0) -> int:
@@ -294,26 +298,26 @@ def plan_run(config, splits=None, strategy=None) -> RunPlan:
     from .adapters import layer_map
     from .runtime import resolve_device, resolve_dtype
     from .selection.floor import with_floor
-    from .selection.registry import build_strategy, selection_options
     from .training.data import load_splits
-    from .training.run import adapter_config, make_task
+    from .training.run import make_task, resolve_adapter
 
-    splits = splits or load_splits(config)
-    strategy = strategy or build_strategy(config.select, selection_options(config))
+    splits = splits or load_splits(config.data, config.training.seed)
+    strategy = strategy or config.selection.options.build()
     task = make_task(config, splits)
-    adapters = adapter_config(config, strategy, task.name)
-    model = meta_model(skeleton_config(config.model, config.tiny_layers), task.model_task,
-                       len(splits.labels), adapters, resolve_dtype(config.dtype))
+    adapters = resolve_adapter(config.adapter, strategy)
+    model_part, training, memory = config.model, config.training, config.memory
+    model = meta_model(skeleton_config(model_part.name, model_part.tiny_layers), task.model_task,
+                       len(splits.labels), adapters, resolve_dtype(model_part.dtype), strategy)
     layers = layer_map(model)
     seq = longest_example(config, splits, make_task)
-    trace = trace_activations(model, config.batch_size, seq, task.model_task)
-    device_type = resolve_device(config.device).type
-    floors = [plan_memory(model, layers, trace, lowest_layer=low, batch=config.batch_size, seq=seq,
-                          dtype=config.dtype, gradient_checkpointing=config.gradient_checkpointing,
+    trace = trace_activations(model, training.batch_size, seq, task.model_task)
+    device_type = resolve_device(model_part.device).type
+    floors = [plan_memory(model, layers, trace, lowest_layer=low, batch=training.batch_size, seq=seq,
+                          dtype=model_part.dtype, gradient_checkpointing=training.gradient_checkpointing,
                           device_type=device_type) for low in range(layers.n_layers)]
-    floor = config.min_layer
-    if config.memory_budget:
-        floor = budget_floor(floors, parse_bytes(config.memory_budget, "memory_budget"), floor)
+    floor = memory.min_layer
+    if memory.budget:
+        floor = budget_floor(floors, parse_bytes(memory.budget, "memory_budget"), floor)
     strategy = with_floor(strategy, floor, layers.n_layers)
     lowest = lowest_reachable_layer(strategy, layers.n_layers, floor)
     return RunPlan(strategy, floors[lowest], floors)
@@ -329,9 +333,10 @@ def budget_floor(floors: list[MemoryPlan], budget: int, at_least: int = 0) -> in
                        f"layer is predicted at {floors[-1].total / gib:.2f} GiB", field="memory_budget")
 
 
-def check_limit(plan: MemoryPlan, config, device) -> int | None:
-    """Refuse a run predicted above ``memory_limit`` (or, on CUDA, above the device's free memory)."""
-    limit = parse_bytes(config.memory_limit, "memory_limit") if config.memory_limit else None
+def check_limit(plan: MemoryPlan, memory, device) -> int | None:
+    """Refuse a run predicted above the memory part's ``limit`` (or, on CUDA, above the device's free
+    memory)."""
+    limit = parse_bytes(memory.limit, "memory_limit") if memory.limit else None
     field = "memory_limit"
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)

@@ -22,66 +22,51 @@ PAIR_FIELDS = (("before", "after"), ("before_sent", "after_sent"), ("old_sentenc
 
 
 def load_run_model(run: str | Path, expected_task: str, device: str = "auto"):
-    """(model, tokenizer, config) of a run, with its adapter and head loaded, in eval mode.
+    """(model, tokenizer, config, learned) of a run, with its adapter and head loaded, in eval mode.
 
     A run directory may come from someone else, so everything in it is checked before use: the config's
-    values as a run config would check them, the model it names read from where it says and never
-    downloaded (a hub id is taken from the local cache only), the layer count the run was trained with,
-    the adapter kind, every adapter tensor present and of the right shape, the tokenizer's vocabulary
-    within the model's. Any mismatch or corrupt file is one line naming the file.
+    values as a run config would check them, what the run learned (labels, threshold), the model it
+    names read from where it says and never downloaded (a hub id is taken from the local cache only), the
+    layer count the run was trained with, the adapter kind, every adapter tensor present and of the right
+    shape, the tokenizer's vocabulary within the model's. Any mismatch or corrupt file is one line naming
+    the file.
     """
-    run, config = read_run(run)
-    if config.get("task") != expected_task:
-        raise RevtuneError(f"this run was trained for task '{config.get('task')}', not '{expected_task}'",
-                           path=run, field="task")
-    checked = check_run_config(config, run / "config.json")
-    labels = config.get("labels")
-    if expected_task == "intent" and not (isinstance(labels, list) and labels and len(set(labels)) == len(labels)
-                                          and all(isinstance(x, str) and x for x in labels)):
-        raise RevtuneError(f"expected a list of distinct label names, got {shown(labels)}",
-                           path=run / "config.json", field="labels")
-    if not isinstance(config.get("multi_label", False), bool):
-        raise RevtuneError("expected true or false", path=run / "config.json", field="multi_label")
-    try:
-        check_number("decision_threshold", config.get("decision_threshold", 0.5), 0, 1, False, False)
-    except RevtuneError as e:
-        raise RevtuneError(e.message, path=run / "config.json", field=e.field) from None
-    loaded = load_model(checked.model, checked.task, labels, config.get("multi_label", False),
-                        resolve_dtype(checked.dtype), checked.seed, checked.tiny_layers, local_only=True)
-    _check_layers(loaded.model, config, run)
+    run, config, learned = read_run(run)
+    task = config.data.task
+    if task != expected_task:
+        raise RevtuneError(f"this run was trained for task '{task}', not '{expected_task}'", path=run, field="task")
+    check_learned(learned, expected_task)
+    loaded = load_model(config.model.name, task, learned["labels"], learned["multi_label"],
+                        resolve_dtype(config.model.dtype), config.training.seed, config.model.tiny_layers,
+                        local_only=True)
+    _check_layers(loaded.model, learned["n_layers"], run)
     tokenizer = _run_tokenizer(run / "tokenizer", loaded.model)
-    prepare_tokenizer(tokenizer, loaded.model, pad_token_id=config.get("pad_token_id"))
-    model = load_adapter(loaded.model, run / "adapter", config["task"], expected_kind=config.get("adapter"))
-    return model.to(resolve_device(device)), tokenizer, config
+    prepare_tokenizer(tokenizer, loaded.model, pad_token_id=config.model.pad_token_id)
+    model = load_adapter(loaded.model, run / "adapter", task, expected_kind=config.adapter.kind)
+    return model.to(resolve_device(device)), tokenizer, config, learned
 
 
-def check_run_config(config: dict, path: Path):
-    """The run-config fields of a run's ``config.json``, through every check a new run makes."""
-    import dataclasses
-
-    from .config import RunConfig, _coerce
-
-    values = {}
+def check_learned(learned: dict, task: str) -> None:
+    """What a run learned (``metrics.json``, or an old flat ``config.json``) holds sensible values."""
+    path, labels = learned["source"], learned["labels"]
+    if task == "intent" and not (isinstance(labels, list) and labels and len(set(labels)) == len(labels)
+                                 and all(isinstance(x, str) and x for x in labels)):
+        raise RevtuneError(f"expected a list of distinct label names, got {shown(labels)}", path=path,
+                           field="labels")
+    if not isinstance(learned["multi_label"], bool):
+        raise RevtuneError("expected true or false", path=path, field="multi_label")
     try:
-        for f in dataclasses.fields(RunConfig):
-            if f.name in config:
-                values[f.name] = _coerce(f, config[f.name], path)
-        return RunConfig(**values)
+        check_number("decision_threshold", learned["threshold"], 0, 1, False, False)
     except RevtuneError as e:
         raise RevtuneError(e.message, path=path, field=e.field) from None
-    except TypeError as e:
-        raise RevtuneError(f"not a run config: {e}", path=path) from None
 
 
-def _check_layers(model, config: dict, run: Path) -> None:
-    """The base model must have as many blocks as the run trained (a changed ``tiny_layers`` or model
-    would otherwise load part of the adapter and predict with a different model)."""
-    from .jsonsafe import read_json_file
+def _check_layers(model, expected, run: Path) -> None:
+    """The base model must have as many blocks as the run trained (``expected``, from metrics.json): a
+    changed ``tiny_layers`` or model would otherwise load part of the adapter and predict with a
+    different model."""
     from .models import decoder_blocks
 
-    expected = config.get("n_layers")
-    if expected is None and (run / "metrics.json").is_file():
-        expected = read_json_file(run / "metrics.json").get("n_layers")
     found = len(decoder_blocks(model))
     if expected is not None and expected != found:
         raise RevtuneError(f"the run was trained on {shown(expected)} layers but its model now has {found}: "
@@ -119,19 +104,19 @@ def read_pairs(path: str | Path) -> list[Revision]:
     return records
 
 
-def predict_intents(model, tokenizer, config: dict, records: list[Revision], batch_size: int = 16) -> list[dict]:
-    labels, multi = config["labels"], config.get("multi_label", False)
-    threshold = config.get("decision_threshold", 0.5)
-    prompt = partial(intent_prompt, labels=labels, style=config.get("prompt", "instruction"),
-                     context=config.get("diff_context", -1))
+def predict_intents(model, tokenizer, config, learned: dict, records: list[Revision],
+                    batch_size: int = 16) -> list[dict]:
+    """Intents of ``records`` as the run (its ``config`` and ``learned`` labels and threshold) decides."""
+    labels, multi, threshold = learned["labels"], learned["multi_label"], learned["threshold"]
+    prompt = partial(intent_prompt, labels=labels, style=config.data.prompt, context=config.data.diff_context)
     device = next(model.parameters()).device
-    limit = config.get("max_length", 256)
+    limit = config.data.max_length
     rows = []
     with torch.no_grad():
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
             batch = tokenize_inputs(tokenizer, [prompt(_cut(r, limit)) for r in chunk], padding=True, truncation=True,
-                                    max_length=config.get("max_length", 256), return_tensors="pt").to(device)
+                                    max_length=limit, return_tensors="pt").to(device)
             logits = model(**batch).logits.float().cpu().numpy()
             for record, row_logits in zip(chunk, logits):
                 rows.append(_prediction(record, row_logits, labels, multi, threshold))

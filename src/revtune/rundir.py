@@ -358,8 +358,12 @@ def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = 
     _install(partial, out, overwrite, f"{os.getpid()}@{_HOST}")
 
 
-def read_run(run: str | Path) -> tuple[Path, dict]:
-    """A finished run directory and its resolved config; clear errors for anything else."""
+def read_run(run: str | Path):
+    """(path, config, learned) of a finished run directory: its resolved :class:`RunConfig` and what it
+    learned (``labels``, ``multi_label``, ``threshold``, ``model_source``, ``n_layers``, and ``source``,
+    the file that holds them), with clear errors for anything else. Run directories written before the
+    config had parts (flat config.json holding the learned keys) read the same."""
+    from .config import RunConfig, legacy_values
     from .jsonsafe import read_json_file
 
     run = Path(run)
@@ -368,4 +372,19 @@ def read_run(run: str | Path) -> tuple[Path, dict]:
         raise RevtuneError("run directory not found", path=run, field="run")
     if not config_path.is_file():
         raise RevtuneError("not a revtune run directory (no config.json)", path=run, field="run")
-    return run, read_json_file(config_path)
+    saved = read_json_file(config_path)
+    metrics_path = run / "metrics.json"
+    metrics = read_json_file(metrics_path) if metrics_path.is_file() else {}
+    if "data" in saved:
+        learned = {key: metrics.get(key) for key in ("labels", "multi_label", "model_source", "n_layers")}
+        learned["threshold"] = (metrics.get("decision") or {}).get("threshold", 0.5)
+        learned["source"] = metrics_path
+    else:
+        learned = {key: saved.get(key) for key in ("labels", "multi_label", "model_source")}
+        learned["n_layers"] = saved.get("n_layers", metrics.get("n_layers"))
+        learned["threshold"] = saved.get("decision_threshold", 0.5)
+        learned["source"] = config_path
+        saved = legacy_values(saved)
+    if learned["multi_label"] is None:
+        learned["multi_label"] = False
+    return run, RunConfig.from_values(saved, source=config_path), learned

@@ -55,7 +55,8 @@ def _logits(model, features, n_classes: int, multi_label: bool) -> np.ndarray:
 
 
 def tfidf_run(config) -> dict:
-    """Fit on train, score dev and test, and leave a run directory at ``config.out``; returns metrics."""
+    """Fit on train, score dev and test, and leave a run directory at ``config.output.out``; returns
+    metrics. The config's selection part is not used: tfidf has no layers."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -64,20 +65,20 @@ def tfidf_run(config) -> dict:
     from .training.data import load_splits
     from .training.intent import write_intent_predictions
 
-    if config.task != "intent":
+    if config.data.task != "intent":
         raise RevtuneError("tfidf is an intent classifier; it has no revise variant", field="task")
-    splits = load_splits(config)
+    splits = load_splits(config.data, config.training.seed)
     labels, multi = list(splits.labels), splits.multi_label
     docs = {name: [edit_words(r.before, r.after) for r in getattr(splits, name)]
             for name in ("train", "dev", "test")}
-    with building(config.out, config.overwrite) as tmp:
+    with building(config.output.out, config.output.overwrite) as tmp:
         peak = PeakMemory(torch.device("cpu"))
         peak.reset()
         started = time.perf_counter()
         vectorizer = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False,
                                      ngram_range=(1, 2), sublinear_tf=True)
         features = vectorizer.fit_transform(docs["train"])
-        classifier = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=config.seed)
+        classifier = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=config.training.seed)
         model = OneVsRestClassifier(classifier) if multi else classifier
         model.fit(features, _targets(splits.train, labels, multi))
         fit_seconds = time.perf_counter() - started
@@ -90,8 +91,9 @@ def tfidf_run(config) -> dict:
             return classification_metrics(_targets(getattr(splits, split), labels, multi), logits, labels,
                                           multi_label=multi, threshold=threshold)
 
-        threshold = 0.5 if config.threshold == "tune" else float(config.threshold)
-        if multi and config.threshold == "tune" and docs["dev"]:
+        wanted = config.training.threshold
+        threshold = 0.5 if wanted == "tune" else float(wanted)
+        if multi and wanted == "tune" and docs["dev"]:
             dev_logits = _logits(model, vectorizer.transform(docs["dev"]), len(labels), True)
             threshold = float(tune_threshold(_targets(splits.dev, labels, True), dev_logits))
         dev = score("dev", threshold)
@@ -108,12 +110,10 @@ def tfidf_run(config) -> dict:
             "train_seconds": fit_seconds, "trainable_params": int(coef),
             "mean_trainable_params_per_step": int(coef), "mean_active_layers": 0, "n_layers": 0,
             "importance_frequency": [], "device": "cpu", "model": "tfidf", "strategy": "tfidf",
-            "adapter": "none", "vocabulary": len(vectorizer.vocabulary_),
+            "adapter": "none", "vocabulary": len(vectorizer.vocabulary_), "labels": labels, "multi_label": multi,
+            "model_source": "scikit-learn TF-IDF + LogisticRegression", "layer_sizes": [], "outside_params": 0,
         }
-        resolved = {**config.to_dict(), "select": "tfidf", "labels": labels, "multi_label": multi,
-                    "adapter": "none", "model_source": "scikit-learn TF-IDF + LogisticRegression",
-                    "decision_threshold": threshold}
-        write_json(tmp / "config.json", resolved)
+        write_json(tmp / "config.json", config.to_dict())
         write_json(tmp / "metrics.json", metrics)
         write_text(tmp / "trainable.txt", f"total  {int(coef):>10,}  (0 layers, 0 outside the blocks)\n")
     return metrics
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scores = metrics["test"] or metrics["final_dev"]
     print(f"revtune: done: tfidf macro_f1 {scores.get('macro_f1', float('nan')):.4f}, "
-          f"fit {metrics['train_seconds']:.2f} s -> {config.out}")
+          f"fit {metrics['train_seconds']:.2f} s -> {config.output.out}")
     return 0
 
 

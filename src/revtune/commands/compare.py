@@ -6,16 +6,19 @@ DEFAULT_OUT = "runs/compare"
 
 def add_arguments(parser):
     import argparse
-    import dataclasses
 
-    from ..config import RunConfig, add_config_arguments
+    from ..config import add_config_arguments
 
-    shared = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("select", "out"))
-    add_config_arguments(parser, only=shared, compare=True)
+    from ..config import CompareConfig
+    from ..knobs import add_flags
+
+    add_config_arguments(parser, skip=("select", "out"))
+    add_flags(parser, CompareConfig)
     parser.add_argument("--select", dest="select", default=argparse.SUPPRESS,
-                        help=f"comma list of strategies and tfidf (default {DEFAULT_SELECT})")
+                        help=f"comma list of strategies and tfidf (default: {DEFAULT_SELECT}); every strategy "
+                             "option below goes to the listed strategies that have it")
     parser.add_argument("--out", dest="out", default=argparse.SUPPRESS,
-                        help=f"comparison directory to create (default {DEFAULT_OUT})")
+                        help=f"comparison directory to create (default: {DEFAULT_OUT})")
 
 
 def command_line(args) -> str:
@@ -41,14 +44,14 @@ def command_line(args) -> str:
 def run(args) -> int:
     from ..aggregate import statistics_markdown
     from ..compare import compare, compare_table
-    from ..config import config_from_args, load_yaml
+    from ..config import config_and_strategies, load_yaml
 
     in_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
-    defaults = {key: value for key, value in (("select", DEFAULT_SELECT), ("out", DEFAULT_OUT))
-                if key not in vars(args) and key not in in_yaml}
-    config = config_from_args(args, **defaults)
-    result = compare(config, config.select, command=command_line(args))
-    print(compare_table(result.rows, config.task))
-    print(statistics_markdown(result.rows, config))
+    defaults = {} if "out" in vars(args) or "out" in in_yaml or "out" in (in_yaml.get("output") or {}) \
+        else {"out": DEFAULT_OUT}
+    config, specs, option_values, settings = config_and_strategies(args, DEFAULT_SELECT, **defaults)
+    result = compare(config, specs, command=command_line(args), option_values=option_values, settings=settings)
+    print(compare_table(result.rows, config.data.task))
+    print(statistics_markdown(result.rows, config, settings))
     print(f"revtune compare: {len(result.rows)} strategies -> {result.path}/compare.md")
     return 0

@@ -5,39 +5,34 @@ HELP = ("Intention-Tuning: train an intent predictor with ir, then a revision ge
 SET_BY_THE_METHOD = ("task", "select")
 
 
+def parts():
+    from ..config import PARTS
+    from ..intention_options import IntentionOptions
+
+    return {**PARTS, "intention": IntentionOptions}
+
+
 def add_arguments(parser):
-    import argparse
-    import dataclasses
+    from ..config import add_config_arguments  # nothing heavy: every command builds this parser
 
-    from ..config import RunConfig, add_config_arguments  # nothing heavy: every command builds this parser
-
-    add_config_arguments(parser, only=tuple(f.name for f in dataclasses.fields(RunConfig)
-                                            if f.name not in SET_BY_THE_METHOD))
-    parser.add_argument("--predictor", help="reuse this finished intent run as step 1 (copied into OUT)")
-    parser.add_argument("--predictor-steps", type=int, default=0,
-                        help="optimizer steps of step 1 (0: the same schedule as the generator)")
-    parser.add_argument("--init-layers", default="selected",
-                        help="generator layers whose adapters start from the predictor's: the trained "
-                             "layers S_gen (default), all, or none")
-    parser.add_argument("--alignment", action=argparse.BooleanOptionalAction, default=False,
-                        help="also run ir on the generation task alone and report how its layers agree "
-                             "with the predictor's (a third training run)")
+    add_config_arguments(parser, skip=SET_BY_THE_METHOD, parts=parts(), strategy_options=("ir",))
     from .train import add_resume_argument
 
     add_resume_argument(parser)
 
 
 def run(args) -> int:
-    from ..config import config_from_args
-    from ..intention import IntentionOptions, intention_tune
+    from ..config import PARTS, RunConfig, build_parts, merged_values
+    from ..intention import intention_tune
 
-    options = IntentionOptions(predictor=args.predictor, predictor_steps=args.predictor_steps,
-                               init_layers=args.init_layers, alignment=args.alignment)
+    nested, source = merged_values(args, parts(), {"task": "revise", "select": "ir"})
+    options = build_parts({"intention": parts()["intention"]}, nested, source)["intention"]
+    nested.pop("intention")
     if args.resume:
         config, options = resumed(args, options)
         intention_tune(config, options, resume=True)
     else:
-        intention_tune(config_from_args(args, task="revise"), options)
+        intention_tune(RunConfig(**build_parts(PARTS, nested, source)), options)
     return 0
 
 
@@ -47,8 +42,8 @@ def resumed(args, options):
     import json
 
     from ..errors import RevtuneError
-    from ..intention import IntentionOptions
     from ..config import refuse_changes
+    from ..intention_options import IntentionOptions
     from ..rundir import partial_path
     from .train import resume_target, resumed_config
 

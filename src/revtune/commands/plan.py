@@ -20,13 +20,13 @@ def run(args) -> int:
     planned = plan_run(config)
     limit = None
     try:
-        limit = check_limit(planned.plan, config, resolve_device(config.device))
+        limit = check_limit(planned.plan, config.memory, resolve_device(config.model.device))
     finally:
         if args.json:
             print(json.dumps({"plan": planned.plan.to_dict(), "strategy": planned.strategy.name,
                               "by_lowest_layer": [p.total for p in planned.floors]}, indent=2))
         else:
-            print(f"revtune plan: {config.model}, {config.task}, select {planned.strategy.name}")
+            print(f"revtune plan: {config.model.name}, {config.data.task}, select {planned.strategy.name}")
             print(format_plan(planned.plan, limit))
             print(by_lowest_layer(planned.floors))
     return 0

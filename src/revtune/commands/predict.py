@@ -1,28 +1,44 @@
 """revtune predict: classify revision pairs with a finished intent run."""
+from dataclasses import dataclass
+
+from ..knobs import knob
+
 HELP = "predict the intentions of (before, after) pairs with a trained run (never retrains)"
 
 
-def add_arguments(parser):
-    from ..cli_types import positive_int
+@dataclass
+class PredictOptions:
+    run: str = knob(help_text="run directory written by revtune train")
+    input: str = knob(help_text="JSONL/CSV with before and after fields")
+    out: str = knob(help_text="JSONL file to write")
+    batch_size: int = knob(16, "pairs classified together")
+    device: str = knob("auto", "auto, cpu, cuda, cuda:1, mps")
 
-    parser.add_argument("--run", required=True, help="run directory written by revtune train")
-    parser.add_argument("--input", required=True, help="JSONL/CSV with before and after fields")
-    parser.add_argument("--out", required=True, help="JSONL file to write")
-    parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--device", default="auto")
+    def __post_init__(self):
+        from ..config_values import check_number
+
+        check_number("batch_size", self.batch_size, 1, 1_000_000)
+
+
+def add_arguments(parser):
+    from ..knobs import add_flags
+
+    add_flags(parser, PredictOptions, keep_defaults=True)
 
 
 def run(args) -> int:
     from pathlib import Path
 
+    from ..knobs import from_namespace
     from ..predict import load_run_model, predict_intents, read_pairs
     from ..rundir import check_output_file, write_jsonl
 
-    records = read_pairs(args.input)
-    out = Path(args.out)
+    options = from_namespace(PredictOptions, args)
+    records = read_pairs(options.input)
+    out = Path(options.out)
     check_output_file(out)
-    model, tokenizer, config = load_run_model(args.run, "intent", args.device)
-    rows = predict_intents(model, tokenizer, config, records, args.batch_size)
+    model, tokenizer, config, learned = load_run_model(options.run, "intent", options.device)
+    rows = predict_intents(model, tokenizer, config, learned, records, options.batch_size)
     write_jsonl(out, rows)
     print(f"revtune: {len(rows)} predictions -> {out}")
     return 0

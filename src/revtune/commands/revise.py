@@ -1,53 +1,72 @@
 """revtune revise: revise texts for given intentions with a finished generation run (never retrains)."""
+from dataclasses import dataclass
+
+from ..knobs import knob
+
 HELP = "revise texts for one or more intentions with a trained revise or intention-tune run"
 
 
-def add_arguments(parser):
-    from ..cli_types import positive_int
-    from ..config import DECODINGS
+@dataclass
+class ReviseOptions:
+    run: str = knob(help_text="intention-tune output or a revise run directory")
+    intent: str = knob(help_text="intention(s), comma-separated, e.g. clarity,fluency")
+    input: str | None = knob(None, "JSONL/CSV with a 'text' (or 'before') field; unset: stdin lines")
+    out: str | None = knob(None, "JSONL to write ({text: revision, source, intents}); unset: print one revised "
+                                 "text per line")
+    batch_size: int = knob(16, "texts generated together")
+    device: str = knob("auto", "auto, cpu, cuda, cuda:1, mps")
 
-    parser.add_argument("--run", required=True, help="intention-tune output or a revise run directory")
-    parser.add_argument("--input", help="JSONL/CSV with a 'text' (or 'before') field; default: stdin lines")
-    parser.add_argument("--intent", required=True, help="intention(s), comma-separated, e.g. clarity,fluency")
-    parser.add_argument("--out", help="JSONL to write ({text: revision, source, intents}); default: print "
-                                      "one revised text per line")
-    parser.add_argument("--decoding", choices=DECODINGS, help="override the run's decoding")
-    parser.add_argument("--num-beams", type=positive_int, help="beams when decoding is beam")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="texts generated together")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    def __post_init__(self):
+        from ..config_values import check_number
+
+        check_number("batch_size", self.batch_size, 1, 1_000_000)
+
+
+def add_arguments(parser):
+    from ..config import DecodingConfig
+    from ..knobs import add_flag, add_flags, cli_fields
+
+    add_flags(parser, ReviseOptions, keep_defaults=True)
+    for f in cli_fields(DecodingConfig):  # unset: the run's own decoding
+        add_flag(parser, DecodingConfig, f, extra_help="; overrides the run's")
 
 
 def run(args) -> int:
     import contextlib
+    import dataclasses
     import sys
     import warnings
     from pathlib import Path
 
+    from ..config import DecodingConfig
     from ..errors import RevtuneError
     from ..intention import generator_run
+    from ..knobs import cli_fields, flat_name, from_namespace
     from ..predict import load_run_model
     from ..rundir import check_output_file, read_run, write_jsonl
-    from ..training.revise import Decoding, revise_texts
+    from ..training.revise import revise_texts
 
-    sources = read_sources(args.input)
-    run_dir = generator_run(args.run)
-    _, config = read_run(run_dir)
-    if config.get("task") != "revise":  # checked before the intents, which an intent run also has
-        raise RevtuneError(f"this run was trained for task '{config.get('task')}', not 'revise'",
+    options = from_namespace(ReviseOptions, args)
+    sources = read_sources(options.input)
+    run_dir = generator_run(options.run)
+    _, config, learned = read_run(run_dir)
+    if config.data.task != "revise":  # checked before the intents, which an intent run also has
+        raise RevtuneError(f"this run was trained for task '{config.data.task}', not 'revise'",
                            path=run_dir, field="task")
-    intents = parse_intents(args.intent, config.get("labels") or [])
-    if args.out:
-        check_output_file(Path(args.out))
+    intents = parse_intents(options.intent, learned["labels"] or [])
+    if options.out:
+        check_output_file(Path(options.out))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the revisions
-        model, tokenizer, config = load_run_model(run_dir, "revise", args.device)
-    decoding = Decoding.from_config(config, mode=args.decoding, num_beams=args.num_beams,
-                                    batch_size=args.batch_size)
-    revisions = revise_texts(model, tokenizer, sources, [intents] * len(sources), decoding)
-    if args.out:
-        write_jsonl(Path(args.out), [{"text": r, "source": s, "intents": intents}
-                                     for s, r in zip(sources, revisions)])
-        print(f"revtune: {len(revisions)} revisions -> {args.out}")
+        model, tokenizer, config, _ = load_run_model(run_dir, "revise", options.device)
+    changed = {f.name: getattr(args, flat_name(f)) for f in cli_fields(DecodingConfig) if hasattr(args, flat_name(f))}
+    decoding = dataclasses.replace(config.decoding, **changed)
+    revisions = revise_texts(model, tokenizer, sources, [intents] * len(sources), decoding, options.batch_size,
+                             config.training.seed, config.data.max_length)
+    if options.out:
+        write_jsonl(Path(options.out), [{"text": r, "source": s, "intents": intents}
+                                        for s, r in zip(sources, revisions)])
+        print(f"revtune: {len(revisions)} revisions -> {options.out}")
     else:
         print("\n".join(r.replace("\n", " ") for r in revisions))
     return 0

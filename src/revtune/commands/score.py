@@ -1,35 +1,50 @@
 """revtune score: SARI, GLEU, Update-R and friends of predictions against references."""
+from dataclasses import dataclass
+
+from ..knobs import knob
+from ..metrics.sari import VARIANTS
+
 HELP = "score revisions: SARI, GLEU, Update-R, ROUGE-1/2 of additions, exact match, copy rate"
 
 
-def add_arguments(parser):
-    from ..metrics.sari import VARIANTS
+@dataclass
+class ScoreOptions:
+    src: str = knob(help_text='JSONL, one {"text": source} per line')
+    pred: str = knob(help_text='JSONL, one {"text": prediction} per line')
+    ref: str = knob(help_text='JSONL, one {"references": [...]} or {"text": reference} per line')
+    json: bool = knob(False, "print JSON instead of a table")
+    out: str | None = knob(None, "also write the scores as JSON to this file (atomically)")
+    per_item: bool = knob(False, "also give every item's scores")
+    sari_variant: str = knob("iterater", "how SARI counts empty ratios: iterater (0/0 = 0), hf (0/0 = 1), "
+                             "easse (corpus counts, deletion F1)", choices=VARIANTS)
 
-    parser.add_argument("--src", required=True, help="JSONL, one {\"text\": source} per line")
-    parser.add_argument("--pred", required=True, help="JSONL, one {\"text\": prediction} per line")
-    parser.add_argument("--ref", required=True,
-                        help="JSONL, one {\"references\": [...]} or {\"text\": reference} per line")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--out", help="also write the scores as JSON to this file (atomically)")
-    parser.add_argument("--per-item", action="store_true", help="also give every item's scores")
-    parser.add_argument("--sari-variant", choices=VARIANTS, default="iterater",
-                        help="how SARI counts empty ratios: iterater (0/0 = 0, default), hf (0/0 = 1), "
-                             "easse (corpus counts, deletion F1)")
+    def __post_init__(self):
+        from ..knobs import check_choices
+
+        check_choices(self)
+
+
+def add_arguments(parser):
+    from ..knobs import add_flags
+
+    add_flags(parser, ScoreOptions, keep_defaults=True)
 
 
 def run(args) -> int:
     import json
 
+    from ..knobs import from_namespace
     from ..metrics.generation import read_score_files, score_generation
     from ..rundir import check_output_file, write_json
 
-    if args.out:
-        check_output_file(args.out)
-    sources, predictions, references = read_score_files(args.src, args.pred, args.ref)
-    scores = score_generation(sources, predictions, references, args.sari_variant, per_item=args.per_item)
-    if args.out:
-        write_json(args.out, scores)
-    if args.json:
+    options = from_namespace(ScoreOptions, args)
+    if options.out:
+        check_output_file(options.out)
+    sources, predictions, references = read_score_files(options.src, options.pred, options.ref)
+    scores = score_generation(sources, predictions, references, options.sari_variant, per_item=options.per_item)
+    if options.out:
+        write_json(options.out, scores)
+    if options.json:
         print(json.dumps(scores, indent=2))
         return 0
     print(format_scores(scores))

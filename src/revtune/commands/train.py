@@ -19,11 +19,12 @@ def resumed_config(args, saved: dict, **overrides):
     """The config a run was started with; flags given now may only repeat it (or change checkpointing)."""
     from ..config import RunConfig, explicit_values, refuse_changes
 
+    started = RunConfig.from_values(saved)
     given = explicit_values(args, **overrides)
     given.pop("out", None)
-    refuse_changes(saved, given)
+    refuse_changes(started.flat(), given)
     keep = {k: given[k] for k in ("save_every", "keep_checkpoints") if k in given}
-    return RunConfig(**{**saved, **keep, "overwrite": False})
+    return started.override(**keep, overwrite=False)
 
 
 def resume_target(args) -> str:

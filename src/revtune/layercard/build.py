@@ -5,7 +5,6 @@ card describes exactly the run it plans (same targets, same head initialisation,
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from ..rundir import building
 from ..runtime import PeakMemory, resolve_device, resolve_dtype, seed_everything
 from ..selection.registry import build_strategy
 from ..training.data import load_splits
-from ..training.run import adapter_config, make_task, planned_steps
+from ..training.run import make_task, planned_steps, resolve_adapter
 from .card import SCHEMA, VERSION, Card, coupling_bounds_text, read_card, write_card
 from .cost import analytic_costs, measure_costs
 from .coupling import coupling_matrix, rho, unit_perturbations
@@ -56,11 +55,11 @@ def build_card(config, options: CardOptions, out: str | Path, overwrite: bool = 
                quiet: bool = False) -> Card:
     """Measure a card for ``config``'s model, data and adapter and write it to ``out``."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    seed_everything(config.seed)
-    splits = load_splits(config)
+    seed_everything(config.training.seed)
+    splits = load_splits(config.data, config.training.seed)
     with building(out, overwrite) as tmp:
         probe = prepare_probe(config, options, splits)
-        say(f"revtune: layer card of {config.model}: {len(probe.per_block)} blocks, targets "
+        say(f"revtune: layer card of {config.model.name}: {len(probe.per_block)} blocks, targets "
             f"{','.join(probe.targets)}, {len(probe.batches)} probe batches "
             f"({sum(b.n_tokens for b in probe.batches)} tokens), T = {probe.steps} steps")
         rows, coupling, timing = measure(probe, options)
@@ -70,11 +69,11 @@ def build_card(config, options: CardOptions, out: str | Path, overwrite: bool = 
         data = card_document(config, options, probe, splits, rows, coupling, timing)
         if options.measure_performance:
             data["baseline"] = {"dev_loss": dev_loss(probe.model, probe.task.datasets["dev"], probe.task.collator,
-                                                     probe.loss_fn, config.batch_size, probe.device)}
+                                                     probe.loss_fn, config.training.batch_size, probe.device)}
         if options.measure_cost:
             say("revtune: measuring step time and memory per block")
             _, measured = measure_costs(probe.model, probe.adapter, probe.task.name, probe.batches, probe.loss_fn,
-                                        options.cost_steps, config.learning_rate, probe.device)
+                                        options.cost_steps, config.training.learning_rate, probe.device)
             for row, extra in zip(rows, measured):
                 row.update(extra)
         probe.model = None  # the probe fine-tunes load their own
@@ -87,20 +86,20 @@ def build_card(config, options: CardOptions, out: str | Path, overwrite: bool = 
 
 def prepare_probe(config, options: CardOptions, splits) -> Probe:
     """Load the model exactly as ``train_run`` would (same seed, so the same new head) and frozen."""
-    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
+    device, dtype = resolve_device(config.model.device), resolve_dtype(config.model.dtype)
     task = make_task(config, splits)
-    adapter = adapter_config(config, build_strategy("all"), task.name)
-    loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype, config.seed,
-                        config.tiny_layers)
-    tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=config.pad_token_id)
+    adapter = resolve_adapter(config.adapter, build_strategy("all"))
+    loaded = load_model(config.model.name, task.model_task, splits.labels, splits.multi_label, dtype,
+                        config.training.seed, config.model.tiny_layers)
+    tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=config.model.pad_token_id)
     model = loaded.model.to(device).eval()
     task.prepare(tokenizer, device)
     targets = resolve_targets(model, adapter.targets)
-    batches = probe_batches(task.train_dataset.rows, task.collator, config.batch_size, options.probe_batches,
-                            config.seed, device)
+    batches = probe_batches(task.train_dataset.rows, task.collator, config.training.batch_size,
+                            options.probe_batches, config.training.seed, device)
     return Probe(model, loaded.source, task, adapter, targets, target_modules(model, targets), batches,
-                 planned_steps(config, len(splits.train)),
-                 partial(task_loss, task=task.name, multi_label=splits.multi_label), device, config.seed)
+                 planned_steps(config.training, len(splits.train)),
+                 partial(task_loss, task=task.name, multi_label=splits.multi_label), device, config.training.seed)
 
 
 def measure(probe: Probe, options: CardOptions) -> tuple[list[dict], dict, dict]:
@@ -131,16 +130,16 @@ def card_document(config, options: CardOptions, probe: Probe, splits, rows, coup
     return {
         "schema": SCHEMA, "version": VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"spec": config.model, "source": probe.source, "n_layers": len(probe.per_block),
-                  "hidden_size": int(probe.model.config.hidden_size), "dtype": config.dtype,
+        "model": {"spec": config.model.name, "source": probe.source, "n_layers": len(probe.per_block),
+                  "hidden_size": int(probe.model.config.hidden_size), "dtype": config.model.dtype,
                   "block_norms": block_norms(probe.model, probe.targets)},
         "adapter": {**asdict(probe.adapter), "targets": probe.targets},
         "task": {"name": probe.task.name, "labels": list(splits.labels), "multi_label": splits.multi_label,
                  "headline": probe.task.headline},
         "probe": {"sequences": sum(len(b.inputs["input_ids"]) for b in batches), "batches": len(batches),
-                  "batch_size": config.batch_size, "tokens": sum(b.n_tokens for b in batches),
-                  "data_hash": data_hash(batches), "seed": config.seed, "max_length": config.max_length,
-                  "planned_steps": probe.steps, "train": config.train or "shipped sample"},
+                  "batch_size": config.training.batch_size, "tokens": sum(b.n_tokens for b in batches),
+                  "data_hash": data_hash(batches), "seed": config.training.seed, "max_length": config.data.max_length,
+                  "planned_steps": probe.steps, "train": config.data.train or "shipped sample"},
         "options": asdict(options), "coupling": coupling, "blocks": rows, "placements": [], "baseline": None,
         "timing": timing,
     }
@@ -186,14 +185,14 @@ def add_performance(data: dict, config, options: CardOptions, probe: Probe, say)
     model's dev loss become the blocks' ``probe_gain`` (what placement prefers when present)."""
     n = data["model"]["n_layers"]
     k = options.placement_k or max(1, round(0.2 * n))
-    placements = standard_placements(n, k, config.seed)
+    placements = standard_placements(n, k, config.training.seed)
     sets = {f"block{i}": [i] for i in range(n)} | placements
     task = probe.task
 
     def evaluate(model):
-        return dev_loss(model, task.datasets["dev"], task.collator, probe.loss_fn, config.batch_size, probe.device)
+        return dev_loss(model, task.datasets["dev"], task.collator, probe.loss_fn, config.training.batch_size, probe.device)
 
-    results = probe_runs(dataclasses.replace(config, device=str(probe.device)), sets, options.probe_steps,
+    results = probe_runs(config.override(device=str(probe.device)), sets, options.probe_steps,
                          evaluate, task.headline, say)
     base = data["baseline"]["dev_loss"]
     for index, row in enumerate(data["blocks"]):

@@ -14,7 +14,7 @@ import torch
 from ..adapters import AdapterConfig, attach, layer_map
 from ..models import decoder_blocks
 from ..runtime import PeakMemory
-from .probe import is_linear, module_dims
+from ..adapters import is_linear, linear_dims
 
 ADAM_BYTES_PER_PARAM = 16  # fp32 weight, gradient and two AdamW moments
 
@@ -26,7 +26,7 @@ def analytic_costs(model, per_block, adapter: AdapterConfig) -> list[dict]:
     rows = []
     for block, modules in zip(decoder_blocks(model), per_block):
         params = (sum(p.numel() for p in block.parameters()) if adapter.kind == "none" else
-                  sum(_adapter_params(adapter, *module_dims(module)) for _, module in modules))
+                  sum(_adapter_params(adapter, *linear_dims(module)) for _, module in modules))
         linear = sum(m.weight.numel() for m in block.modules() if is_linear(m))
         rows.append({"params": params, "adapter_flops": 2 * params, "block_flops": 2 * linear})
     return rows

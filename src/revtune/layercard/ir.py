@@ -13,7 +13,7 @@ from .placement import place
 def ir_layers(run_dir) -> tuple[list[int], list[int]]:
     """(important layers, importance frequency) of a finished run: the IR split on how many steps
     each layer was active (Intention-Tuning's rule, METHODS.md §4)."""
-    run, _ = read_run(run_dir)
+    run, _, _ = read_run(run_dir)
     metrics_path = run / "metrics.json"
     try:
         frequency = json.loads(metrics_path.read_text())["importance_frequency"]

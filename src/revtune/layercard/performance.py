@@ -7,7 +7,6 @@ are trained once.
 """
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,9 +55,8 @@ def probe_runs(config, sets: dict[str, list[int]], steps: int, evaluate: Callabl
             key = tuple(sorted(layers))
             if key not in done:
                 held = {}
-                run_config = dataclasses.replace(
-                    config, select="fixed:" + ",".join(map(str, key)), max_steps=steps, eval_every=steps,
-                    out=str(work / f"probe{number}"), overwrite=True)
+                run_config = config.override(select="fixed:" + ",".join(map(str, key)), max_steps=steps,
+                                             eval_every=steps, out=str(work / f"probe{number}"), overwrite=True)
                 result = train_run(run_config, prepare_model=lambda model: held.setdefault("model", model),
                                    quiet=True)
                 done[key] = {"dev_loss": evaluate(held.pop("model")),

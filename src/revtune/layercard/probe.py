@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adapters import is_linear, linear_dims
 from ..models import decoder_blocks
 from .stats import InputSums, ModuleSums, StreamStats
 
@@ -67,16 +68,6 @@ def task_loss(model, batch: dict, task: str, multi_label: bool = False) -> tuple
     return loss, int((targets != -100).sum())
 
 
-def module_dims(module: nn.Module) -> tuple[int, int]:
-    """(d_in, d_out) of a Linear or a GPT-2 Conv1D (whose weight is stored transposed)."""
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
-    d_in, d_out = module.weight.shape
-    return d_in, d_out
-
-
-def is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
 def target_modules(model: nn.Module, targets: list[str]) -> list[list[tuple[str, nn.Module]]]:
@@ -89,7 +80,7 @@ def block_bytes(modules: list[tuple[str, nn.Module]]) -> int:
     """Upper bound of a block's fp32 sums (as if no two modules shared an input) plus its direction."""
     total = 0
     for _, module in modules:
-        d_in, d_out = module_dims(module)
+        d_in, d_out = linear_dims(module)
         total += d_in * d_in + 3 * d_out * d_in
     return 4 * total
 
@@ -133,7 +124,7 @@ class _Recorder:
             if not output.requires_grad:
                 return
             x = args[0]
-            d_in, d_out = module_dims(module)
+            d_in, d_out = linear_dims(module)
             sums = self.stats.modules.get((index, name))
             if sums is None:
                 source = next((s for i, seen, s in self.first_inputs if i == index and seen is x), None)

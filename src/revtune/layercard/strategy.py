@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RevtuneError
+from ..adapters import layer_map
 from ..selection.base import NoSignal, Strategy
-from ..selection.registry import register
 from ..selection.rules import FixedRule
 from .card import Card, read_card
 from .placement import Placement, gains_of, place
@@ -44,14 +44,14 @@ def check_model(card: Card, model, layer_sizes: list[int]) -> None:
 
 
 class CardSignal(NoSignal):
-    """Checks the card against the model at setup and logs the card's gains as the step's scores."""
+    """Checks the card against the model before training and logs the card's gains as the step's scores."""
 
     def __init__(self, card: Card, placement: Placement, spec: str):
         self.card, self.placement, self.spec = card, placement, spec
         self.gains = gains_of(card, placement.gain_source)[0]
 
-    def setup(self, ctx):
-        check_model(self.card, ctx.model, ctx.layers.layer_sizes())
+    def prepare(self, model):
+        check_model(self.card, model, layer_map(model).layer_sizes())
         print(f"revtune: {self.spec} ({self.placement.objective}"
               f"{', ' + self.placement.budget if self.placement.budget else ''}): "
               f"{self.placement.summary(self.card.n_layers)}", flush=True)
@@ -60,12 +60,10 @@ class CardSignal(NoSignal):
         return np.asarray(self.gains)
 
 
-@register("card", "card:PATH - the best layers by a layer card under --objective/--budget (revtune layer-card)")
-def _card(args, options):
-    if not args:
-        raise RevtuneError("card needs a card directory, e.g. card:cards/smol", field="select")
-    card = read_card(args[0])
-    placement = place(card, options.objective, options.budget)
+def card(options) -> Strategy:
+    """``card:PATH``: the card's placement under the options' objective and budget, fixed for the run."""
+    spec = options.spec()
+    found = read_card(options.path)
+    placement = place(found, options.objective, options.budget)
     rule = FixedRule(",".join(map(str, placement.layers)))
-    return Strategy(f"card:{args[0]}", CardSignal(card, placement, f"card:{args[0]}"), rule,
-                    default_adapter=card.data["adapter"]["kind"])
+    return Strategy(spec, CardSignal(found, placement, spec), rule, default_adapter=found.data["adapter"]["kind"])

@@ -92,7 +92,8 @@ class Strategy:
     """A named signal + rule, plus what the method needs from the parameter setup.
 
     ``adapter`` forces an adapter kind (``full`` needs ``none``); ``default_adapter`` is used only when
-    the user named none; ``train_outside_blocks`` keeps embeddings and final norm trainable (LISA).
+    the user named none; ``outside_blocks`` is ``"train"`` (embeddings and final norm train, LISA),
+    ``"freeze"`` (only the task head trains outside the blocks) or None (as the adapter leaves them).
     """
 
     name: str
@@ -100,10 +101,30 @@ class Strategy:
     rule: Rule
     adapter: str | None = None
     default_adapter: str | None = None
-    train_outside_blocks: bool = False
+    outside_blocks: str | None = None
+    prepared: bool = field(default=False, init=False, repr=False)
 
-    def setup(self, ctx: SelectionContext) -> None:
-        self.signal.setup(ctx)
+    def prepare(self, model: nn.Module) -> None:
+        """Set the model up for this strategy, before the optimizer and the layer map are built: which
+        tensors outside the blocks train, and each part's own ``prepare(model)`` (a card checks the model)
+        and ``check(n_layers)`` (a layer list past the top is refused)."""
+        from ..models import decoder_blocks
+
+        self.set_outside_blocks(model)
+        for part in (self.signal, self.rule):
+            if hasattr(part, "prepare"):
+                part.prepare(model)
+        self.check(len(decoder_blocks(model)))
+        self.prepared = True
+
+    def set_outside_blocks(self, model: nn.Module) -> None:
+        """Which tensors outside the blocks train (the memory planner's meta model needs this alone)."""
+        from ..adapters import freeze_outside_blocks, unfreeze_outside_blocks
+
+        if self.outside_blocks == "train":
+            unfreeze_outside_blocks(model)
+        elif self.outside_blocks == "freeze":
+            freeze_outside_blocks(model)
 
     def check(self, n_layers: int) -> None:
         """Refuse, before any training, a strategy that cannot work on ``n_layers`` layers
@@ -111,6 +132,9 @@ class Strategy:
         for part in (self.signal, self.rule):
             if hasattr(part, "check"):
                 part.check(n_layers)
+
+    def setup(self, ctx: SelectionContext) -> None:
+        self.signal.setup(ctx)
 
     def choose(self, step: int, ctx: SelectionContext) -> tuple[list[int], list[float] | None]:
         scores = self.signal.scores(step, ctx)

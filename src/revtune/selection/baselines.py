@@ -19,19 +19,8 @@ from ..errors import RevtuneError
 from ..models import decoder_blocks
 from ..statejson import array_from_json, array_to_json
 from .base import NoSignal, SelectionContext, Strategy
-from .registry import _no_args, register
+from .options import IstOptions
 from .rules import AllRule
-
-
-def _int_arg(name: str, text: str, what: str, minimum: int = 1) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise RevtuneError(f"{name}: {what} must be a whole number >= {minimum}, got '{text}'",
-                           field="select")
-    return value
 
 
 def _draw(ctx: SelectionContext, k: int, weights: np.ndarray | None = None) -> list[int]:
@@ -45,10 +34,8 @@ def _check_k(name: str, k: int, ctx: SelectionContext) -> None:
         raise RevtuneError(f"{name} asks for {k} layers but the model has {ctx.n_layers}", field="select")
 
 
-@register("full", "full fine-tuning: every weight of every layer (adapter none), no selection")
-def _full(args, options):
-    _no_args("full", args)
-    return Strategy("full", NoSignal(), AllRule(), adapter="none", train_outside_blocks=True)
+def full(options) -> Strategy:
+    return Strategy(options.spec(), NoSignal(), AllRule(), adapter=options.adapter, outside_blocks="train")
 
 
 # --- RST ------------------------------------------------------------------------------------------
@@ -64,12 +51,8 @@ class RandomRule:
         return _draw(ctx, self.k), None
 
 
-@register("random", "random:K - K layers drawn uniformly every step (RST; default K=4)")
-def _random(args, options):
-    if len(args) > 1:
-        raise RevtuneError(f"random takes one argument K, got '{':'.join(args)}'", field="select")
-    k = _int_arg("random", args[0], "K") if args else 4
-    return Strategy(f"random:{k}", NoSignal(), RandomRule(k))
+def random_layers(options) -> Strategy:
+    return Strategy(options.spec(), NoSignal(), RandomRule(options.k))
 
 
 # --- LISA -----------------------------------------------------------------------------------------
@@ -100,18 +83,9 @@ class LisaRule:
         self.current, self.drawn_in = state["current"], int(state["drawn_in"])
 
 
-@register("lisa", "lisa:GAMMA:K[:frozen-embeddings] - GAMMA blocks, full weights, redrawn every K steps; "
-                  "embeddings and head always train unless frozen-embeddings (defaults 2, 20)")
-def _lisa(args, options):
-    frozen = bool(args) and args[-1] == "frozen-embeddings"
-    numbers = args[:-1] if frozen else args
-    if len(numbers) > 2:
-        raise RevtuneError(f"lisa takes GAMMA:K[:frozen-embeddings], got '{':'.join(args)}'", field="select")
-    gamma = _int_arg("lisa", numbers[0], "GAMMA") if numbers else 2
-    period = _int_arg("lisa", numbers[1], "K") if len(numbers) > 1 else 20
-    name = f"lisa:{gamma}:{period}" + (":frozen-embeddings" if frozen else "")
-    return Strategy(name, NoSignal(), LisaRule(gamma, period), default_adapter="none",
-                    train_outside_blocks=not frozen)
+def lisa(options) -> Strategy:
+    return Strategy(options.spec(), NoSignal(), LisaRule(options.gamma, options.period), default_adapter="none",
+                    outside_blocks="freeze" if options.frozen_embeddings else "train")
 
 
 # --- IST ------------------------------------------------------------------------------------------
@@ -141,16 +115,12 @@ class IstSignal(NoSignal):
     over the training split (shuffled with the run's seed, reshuffled when exhausted, as the reference's
     separate DataLoader); ``draws`` times pick a new subset of floor(``probe`` n) layers with weights
     sigmoid(s) (a subset already drawn is redrawn, while new ones exist), multiply their adapter scalings
-    by ``damp``, and take the eval-mode, no-grad loss; reward r_k = exp(-loss_k) - mean_j exp(-loss_j),
+    by ``damping``, and take the eval-mode, no-grad loss; reward r_k = exp(-loss_k) - mean_j exp(-loss_j),
     and s_l += sum_k [l in S_k] r_k p_l (1 - p_l) ``gain`` with p = sigmoid(s) from before the draws. Only
     scalings are touched, and each is restored to its saved value, not divided back.
     """
 
-    every: int = 10
-    draws: int = 3
-    probe: float = 0.5
-    damp: float = 0.25
-    gain: float = 10.0
+    options: IstOptions = field(default_factory=IstOptions)
     values: np.ndarray | None = None
     updates: int = 0
     scalings: list = field(default_factory=list)
@@ -166,7 +136,7 @@ class IstSignal(NoSignal):
             self.batches = _endless_batches(ctx.train)
 
     def scores(self, step, ctx):
-        if step > 0 and step % self.every == 0:
+        if step > 0 and step % self.options.every == 0:
             self.update(ctx, self.probe_batch(ctx, step))
         return self.values.copy()
 
@@ -178,17 +148,17 @@ class IstSignal(NoSignal):
 
     def update(self, ctx, batch: dict) -> None:
         p = 1.0 / (1.0 + np.exp(-self.values))
-        size = max(1, math.floor(self.probe * ctx.n_layers))
+        size = max(1, math.floor(self.options.probe * ctx.n_layers))
         distinct = math.comb(ctx.n_layers, size)
         subsets: list[list[int]] = []
-        while len(subsets) < self.draws:
+        while len(subsets) < self.options.draws:
             subset = _draw(ctx, size, p)
             if subset not in subsets or len(subsets) >= distinct:
                 subsets.append(subset)
         losses = mean_across_ranks([self.damped_loss(ctx, subset, batch) for subset in subsets])
         rewards = np.exp(-losses) - np.exp(-losses).mean()
         for subset, reward in zip(subsets, rewards):
-            self.values[subset] += reward * p[subset] * (1 - p[subset]) * self.gain
+            self.values[subset] += reward * p[subset] * (1 - p[subset]) * self.options.gain
         self.updates += 1
 
     def state_dict(self) -> dict:
@@ -202,7 +172,7 @@ class IstSignal(NoSignal):
         was_training = ctx.model.training
         try:
             for holder, key, value in saved:
-                holder[key] = value * self.damp
+                holder[key] = value * self.options.damping
             ctx.model.eval()
             with torch.no_grad():
                 loss = ctx.model(**batch).loss
@@ -227,18 +197,15 @@ def _endless_batches(source):
 class IstRule:
     """floor(``share`` n) layers (at least one) drawn without replacement with weights sigmoid(-s)."""
 
-    share: float = 0.25
+    share: float
 
     def select(self, step, scores, ctx):
         k = max(1, math.floor(self.share * ctx.n_layers))
         return _draw(ctx, k, 1.0 / (1.0 + np.exp(scores))), scores
 
 
-@register("ist", "IST: floor(n/4) layers sampled by sigmoid(-score); scores from damped-adapter losses "
-                 "every 10 steps (needs lora, dora or bottleneck)")
-def _ist(args, options):
-    _no_args("ist", args)
-    return Strategy("ist", IstSignal(), IstRule())
+def ist(options) -> Strategy:
+    return Strategy(options.spec(), IstSignal(options), IstRule(options.share))
 
 
 # --- replay ---------------------------------------------------------------------------------------
@@ -280,8 +247,5 @@ class ReplayRule:
         return active, None
 
 
-@register("replay", "replay:RUN - the active sets of RUN/selection.jsonl, step by step")
-def _replay(args, options):
-    if not args:
-        raise RevtuneError("replay needs a run directory, e.g. replay:runs/ir", field="select")
-    return Strategy(f"replay:{args[0]}", NoSignal(), ReplayRule.read(args[0]))
+def replay(options) -> Strategy:
+    return Strategy(options.spec(), NoSignal(), ReplayRule.read(options.run))

@@ -21,7 +21,7 @@ from ..distributed import check_agreement, is_main
 from ..errors import RevtuneError
 from ..statejson import batch_from_json, batch_to_json, exported, generator_state, restored, set_generator_state
 from .base import SelectionContext, Strategy, TrainSource
-from .registry import SelectionOptions, build_strategy
+from .registry import StrategyOptions, build_strategy
 
 
 def apply_active(layers: LayerMap, active: list[int]) -> None:
@@ -41,11 +41,18 @@ HISTORY_IN_MEMORY = 512
 class LayerSelectionCallback(TrainerCallback, ExportableState):
     """Select the layers to train at every step (every ``interval`` steps) with a named strategy.
 
-    ``strategy`` is a spec (``"ir"``, ``"random:4"``, ``"fixed:top6"``) or a :class:`Strategy`.
-    ``log_path`` receives one JSON line per step: ``step``, ``active`` and the ``scores`` the rule saw.
-    ``history`` keeps the last :data:`HISTORY_IN_MEMORY` of those records (the log has every one); the
-    run's totals (importance frequency, mean active layers, mean step time) are kept as running sums, so
-    memory does not grow with the number of steps.
+    ``strategy`` is a spec (``"ir"``, ``"random:4"``, ``"fixed:top6"``) with the strategy's options as
+    keywords (``LayerSelectionCallback("ir", split_num=2)``), an options dataclass
+    (``IrOptions(split_num=2)``) or a built :class:`Strategy`. ``log_path`` receives one JSON line per
+    step: ``step``, ``active`` and the ``scores`` the rule saw. ``history`` keeps the last
+    :data:`HISTORY_IN_MEMORY` of those records (the log has every one); the run's totals (importance
+    frequency, mean active layers, mean step time) are kept as running sums, so memory does not grow with
+    the number of steps. ``layers`` is the run's :class:`LayerMap` when the caller already built it
+    (default: mapped from the model when training begins).
+
+    Call ``callback.strategy.prepare(model)`` before building the Trainer when the strategy changes which
+    tensors train (LISA's embeddings): the optimizer only holds what is trainable when it is built. The
+    callback prepares the strategy itself at the start of training if nobody did.
 
     The optimizer must be built while every layer is trainable, as ``Trainer`` does when handed a peft
     model: a parameter added to the optimizer later would never update. The callback checks this.
@@ -66,11 +73,14 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
     rebuilds callbacks from constructor arguments, which cannot carry a strategy bound to a model).
     """
 
-    def __init__(self, strategy: str | Strategy = "ir", log_path: str | Path | None = None,
-                 interval: int = 1, seed: int = 0, options: SelectionOptions | None = None):
+    def __init__(self, strategy: str | StrategyOptions | Strategy = "ir", log_path: str | Path | None = None,
+                 interval: int = 1, seed: int = 0, layers: LayerMap | None = None, **options):
         if interval < 1:
             raise RevtuneError(f"selection interval must be >= 1, got {interval}", field="select_interval")
-        self.strategy = build_strategy(strategy, options) if isinstance(strategy, str) else strategy
+        if options and not isinstance(strategy, str):
+            raise TypeError("option keywords go with a spec string; options dataclasses carry their own")
+        self.strategy = strategy if isinstance(strategy, Strategy) else build_strategy(strategy, **options)
+        self.layers = layers
         self.log_path = Path(log_path) if log_path else None
         self.interval = interval
         self.seed = seed
@@ -89,7 +99,9 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
         self.scores: list[float] | None = None
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
-        layers = layer_map(model)
+        if not self.strategy.prepared:
+            self.strategy.prepare(model)
+        layers = self.layers or layer_map(model)
         if layers.n_layers == 0 or not any(layers.params):
             raise RevtuneError("no trainable parameter inside the decoder blocks: attach adapters first")
         if optimizer is not None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import RevtuneError
 from .base import NoSignal, Strategy
-from .registry import SelectionOptions, register
+from .options import SplitOptions
+from .rules import VarianceSplitRule
 
 
 def _metrics(path: Path) -> dict:
@@ -40,10 +41,9 @@ def read_frequency(run: str | Path) -> list[int]:
     return [int(v) for v in frequency]
 
 
-def generation_layers(frequency, options: SelectionOptions | None = None) -> list[int]:
+def generation_layers(frequency, split: SplitOptions | None = None) -> list[int]:
     """S_gen: the split rule on (l, G_l), high side kept, applied once before training."""
-    options = options or SelectionOptions()
-    return options.split_rule().choose(np.asarray(frequency, dtype=np.float64))
+    return VarianceSplitRule(split or SplitOptions()).choose(np.asarray(frequency, dtype=np.float64))
 
 
 @dataclass
@@ -64,26 +64,16 @@ class FrequencyRule:
         return list(self.layers), np.asarray(self.frequency, dtype=np.float64)
 
 
-def _path(name: str, args: list[str]) -> Path:
-    if not args:
-        raise RevtuneError(f"{name} needs a run directory, e.g. {name}:runs/predictor", field="select")
-    return Path(":".join(args))
+def frequency(options) -> Strategy:
+    counts = read_frequency(options.run)
+    return Strategy(options.spec(), NoSignal(), FrequencyRule(generation_layers(counts, options), counts,
+                                                             str(options.run)))
 
 
-@register("frequency", "frequency:RUN - Intention-Tuning step 2: the high side of RUN's importance "
-                       "frequency, fixed for the run")
-def _frequency(args, options):
-    run = _path("frequency", args)
-    frequency = read_frequency(run)
-    return Strategy(f"frequency:{run}", NoSignal(), FrequencyRule(generation_layers(frequency, options),
-                                                                 frequency, str(run)))
-
-
-@register("intention", "intention:OUT - the generator layers (S_gen) of an intention-tune directory, fixed")
-def _intention(args, options):
-    out = _path("intention", args)
+def intention(options) -> Strategy:
+    out = Path(options.run)
     metrics = _metrics(out / "metrics.json")
     if "generator_layers" not in metrics:
         raise RevtuneError("not an intention-tune directory (no generator_layers)", path=out, field="select")
-    return Strategy(f"intention:{out}", NoSignal(), FrequencyRule(metrics["generator_layers"],
-                                                                 metrics["importance_frequency"], str(out)))
+    return Strategy(options.spec(), NoSignal(), FrequencyRule(metrics["generator_layers"],
+                                                             metrics["importance_frequency"], str(out)))

@@ -1,119 +1,163 @@
-"""Strategies by name. A spec is ``name`` or ``name:ARG[:ARG...]`` (``fixed:0-3``, ``random:4``).
+"""Strategies by name: each registered name is an options dataclass that knows how to build its strategy.
 
-Each entry is a factory ``(args, options) -> Strategy``; registering a name twice is an error, so a
-typo in a new module cannot silently shadow an existing method.
+A spec is ``name`` or ``name:ARG[:ARG...]`` (``fixed:0-3``, ``random:4``, ``lisa:2:20``): the arguments
+fill the options' positional fields; flags, YAML keys and keyword arguments fill the same dataclass, which
+validates itself, so a bad value is refused before any model loads. This module is a leaf: it imports
+nothing that registers into it (the built-ins register from ``selection/options.py``, imported by the
+package), and a strategy's code is imported only when it is built.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import ClassVar
 
 from ..errors import RevtuneError, did_you_mean
-from .base import NoSignal, Strategy
-from .rules import AllRule, FixedRule, VarianceSplitRule
-from .signals import (AGGREGATIONS, COSINE_REDUCTIONS, GRAD_ACCUM_MODES, CosineSignal, GradNormSignal,
-                      WeightNormSignal)
+from ..knobs import base_type, check_choices, cli_fields, coerce, flat_name
+
+STRATEGIES: dict[str, type["StrategyOptions"]] = {}
 
 
 @dataclass
-class SelectionOptions:
-    """Knobs shared by the split-based strategies (METHODS.md §1); every one a named config field."""
+class StrategyOptions:
+    """Base of every strategy's options. Subclasses set ``name``, ``help`` (the one line ``--select``'s
+    help shows), ``factory`` (``"module:function"`` taking the options, returning a ``Strategy``),
+    ``positional`` (fields the spec's arguments fill, in order, labelled ``labels`` in messages) and
+    ``whole`` (everything after the first colon is one argument: paths, layer lists)."""
 
-    ir_aggregation: str = "authors"
-    split_num: int = 1
-    ir_boundary: str = "reference"
-    ir_window: tuple[float, float] = (0.35, 0.65)
-    objective: str = "quality"  # card placement (layercard/placement.py)
-    budget: str = ""
-    ir_grad_accum: str = "per-backward"
-    cosine_reduction: str = "batch-mean"
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    factory: ClassVar[str] = ""
+    positional: ClassVar[tuple[str, ...]] = ()
+    labels: ClassVar[tuple[str, ...]] = ()
+    whole: ClassVar[bool] = False
+    adapter: ClassVar[str | None] = None  # an adapter kind the strategy insists on (full: none)
 
     def __post_init__(self):
-        if self.ir_aggregation not in AGGREGATIONS:
-            raise RevtuneError(f"unknown aggregation '{self.ir_aggregation}': "
-                               f"{did_you_mean(self.ir_aggregation, AGGREGATIONS)}", field="ir_aggregation")
-        for name, valid in (("ir_grad_accum", GRAD_ACCUM_MODES), ("cosine_reduction", COSINE_REDUCTIONS)):
-            if getattr(self, name) not in valid:
-                raise RevtuneError(f"unknown {name} '{getattr(self, name)}': "
-                                   f"{did_you_mean(getattr(self, name), valid)}", field=name)
-        self.ir_window = tuple(float(v) for v in self.ir_window)
+        check_choices(self)
+        self.validate()
 
-    def split_rule(self, **overrides) -> VarianceSplitRule:
-        settings = dict(window=self.ir_window, split_num=self.split_num, boundary=self.ir_boundary)
-        settings.update(overrides)
-        return VarianceSplitRule(**settings)
+    def validate(self) -> None:
+        """Refuse impossible values; subclasses add their own checks."""
+
+    @classmethod
+    def from_args(cls, args: list[str]) -> dict:
+        """Spec arguments -> field values (strings converted by the field types)."""
+        if len(args) > len(cls.positional):
+            if not cls.positional:
+                what = f"strategy '{cls.name}' takes no argument"
+            elif len(cls.positional) == 1:
+                what = f"{cls.name} takes one argument {cls.labels[0]}"
+            else:
+                what = f"{cls.name} takes {':'.join(cls.labels)}"
+            raise RevtuneError(f"{what}, got '{':'.join(args)}'", field="select")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for name, label, text in zip(cls.positional, cls.labels, args):
+            if base_type(cls, fields[name])[0] is int:
+                values[name] = whole_number(cls.name, text, label)
+            else:
+                values[name] = coerce(cls, fields[name], text)
+        return values
+
+    def spec(self) -> str:
+        """The canonical spec: the name and every positional value that is set (``random:4``)."""
+        parts = [self.name]
+        for name in self.positional:
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                if value:
+                    parts.append(name.replace("_", "-"))
+            elif value is not None:
+                parts.append(str(value))
+        return ":".join(parts)
+
+    def build(self):
+        module, _, function = self.factory.partition(":")
+        return getattr(importlib.import_module(module), function)(self)
 
 
-def selection_options(config) -> SelectionOptions:
-    """The selection knobs of a run config, in one place so every caller sees the same fields."""
-    return SelectionOptions(ir_aggregation=config.ir_aggregation, split_num=config.split_num,
-                            ir_boundary=config.ir_boundary, ir_window=tuple(config.ir_window),
-                            objective=config.objective, budget=config.budget,
-                            ir_grad_accum=config.ir_grad_accum, cosine_reduction=config.cosine_reduction)
+def whole_number(name: str, text, label: str, minimum: int = 1, field: str = "select") -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = minimum - 1
+    if value < minimum:
+        raise RevtuneError(f"{name}: {label} must be a whole number >= {minimum}, got '{text}'", field=field)
+    return value
 
 
-Factory = Callable[[list[str], SelectionOptions], Strategy]
-STRATEGIES: dict[str, tuple[Factory, str]] = {}
-
-
-def register(name: str, help_text: str):
-    def decorate(factory: Factory) -> Factory:
-        if name in STRATEGIES:
-            raise ValueError(f"strategy '{name}' registered twice")
-        STRATEGIES[name] = (factory, help_text)
-        return factory
-    return decorate
+def register(cls: type[StrategyOptions]) -> type[StrategyOptions]:
+    """Class decorator: ``cls.name`` becomes a strategy; registering a name twice is an error, so a typo in
+    a new module cannot silently shadow an existing method."""
+    if cls.name in STRATEGIES:
+        raise ValueError(f"strategy '{cls.name}' registered twice")
+    STRATEGIES[cls.name] = cls
+    return cls
 
 
 def split_spec(spec: str) -> tuple[str, list[str]]:
     name, _, rest = spec.strip().partition(":")
-    return name, ([rest] if name in ("fixed", "replay", "card") and rest else
-                  [a for a in rest.split(":") if a] if rest else [])
+    cls = STRATEGIES.get(name)
+    if cls is not None and cls.whole:
+        return name, [rest] if rest else []
+    return name, [a for a in rest.split(":") if a] if rest else []
 
 
-def build_strategy(spec: str, options: SelectionOptions | None = None) -> Strategy:
-    name, args = split_spec(spec)
+def options_class(name: str) -> type[StrategyOptions]:
     if name not in STRATEGIES:
         raise RevtuneError(f"unknown selection strategy '{name}': {did_you_mean(name, STRATEGIES)}",
                            field="select")
-    factory, _ = STRATEGIES[name]
-    return factory(args, options or SelectionOptions())
+    return STRATEGIES[name]
 
 
-def _no_args(name: str, args: list[str]) -> None:
-    if args:
-        raise RevtuneError(f"strategy '{name}' takes no argument, got '{':'.join(args)}'", field="select")
+def option_flags() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Flat option name (``split_num``) -> the (strategy, field) pairs it sets."""
+    table: dict[str, list] = {}
+    for name, cls in STRATEGIES.items():
+        for f in cli_fields(cls):
+            table.setdefault(flat_name(f), []).append((name, f))
+    return table
 
 
-@register("ir", "IR-Tuning: gradient-norm scores, variance split, train the high side (default)")
-def _ir(args, options):
-    _no_args("ir", args)
-    return Strategy("ir", GradNormSignal(options.ir_aggregation, options.ir_grad_accum), options.split_rule())
+def _field(cls, key: str):
+    by_flag = next((f for f in cli_fields(cls) if flat_name(f) == key), None)
+    return by_flag or next((f for f in dataclasses.fields(cls) if f.name == key), None)
 
 
-@register("weight", "static: norm of each block's attention output weight, variance split, high side")
-def _weight(args, options):
-    _no_args("weight", args)
-    return Strategy("weight", WeightNormSignal(), options.split_rule(q1_offset=1))
+def parse_spec(spec: str, values: dict | None = None, base: dict | None = None, source=None) -> StrategyOptions:
+    """The options of ``spec``: ``base`` (field values, e.g. a run's saved options) < the spec's arguments <
+    ``values`` (flags, YAML keys or keyword arguments, by flat or field name). A value for a field the
+    strategy does not have, or a value that contradicts the spec, is an error."""
+    name, args = split_spec(spec)
+    cls = options_class(name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    filled = {k: v for k, v in (base or {}).items() if k in known}
+    from_spec = cls.from_args(args)
+    filled.update(from_spec)
+    for key, value in (values or {}).items():
+        f = _field(cls, key)
+        if f is None:
+            users = [s for s, _ in option_flags().get(key, [])] or \
+                [s for s, c in STRATEGIES.items() if any(g.name == key for g in dataclasses.fields(c))]
+            where = f"it applies to {', '.join(users)}" if users else \
+                f"{name} has {', '.join(flat_name(g) for g in cli_fields(cls)) or 'no options'}"
+            raise RevtuneError(f"not an option of strategy '{name}' ({where})", path=source, field=key)
+        value = coerce(cls, f, value, source)
+        if f.name in from_spec and from_spec[f.name] != value:
+            raise RevtuneError(f"'{spec}' already sets {f.name} to {from_spec[f.name]!r}, the option says "
+                               f"{value!r}", path=source, field=key)
+        filled[f.name] = value
+    return cls(**filled)
 
 
-@register("cosine", "input/output cosine of each block every step, variance split, low side")
-def _cosine(args, options):
-    _no_args("cosine", args)
-    return Strategy("cosine", CosineSignal(options.cosine_reduction), options.split_rule(keep="low", q2_offset=-1))
+def build_strategy(spec: "str | StrategyOptions", **values):
+    """A ready :class:`~revtune.selection.base.Strategy` from a spec (plus option values) or options."""
+    options = spec if isinstance(spec, StrategyOptions) else parse_spec(spec, values)
+    return options.build()
 
 
-@register("all", "adapters on every layer, no selection")
-def _all(args, options):
-    _no_args("all", args)
-    return Strategy("all", NoSignal(), AllRule())
-
-
-@register("fixed", "fixed:LIST - the listed layers (0-3,7,-1,top6,mid6,bottom6)")
-def _fixed(args, options):
-    if not args:
-        raise RevtuneError("fixed needs a layer list, e.g. fixed:0-3,-1 or fixed:top6", field="select")
-    return Strategy(f"fixed:{args[0]}", NoSignal(), FixedRule(args[0]))
-from . import baselines  # noqa: E402,F401  registers full, random, lisa, ist, replay
-from . import frequency  # noqa: E402,F401  registers frequency:RUN, intention:OUT
-from ..layercard import strategy as _layer_card  # noqa: E402,F401  registers card:PATH
+def strategy_help() -> str:
+    """One line per registered strategy, for ``--select``'s help."""
+    return "; ".join(f"{cls.name}: {cls.help}" for cls in STRATEGIES.values())

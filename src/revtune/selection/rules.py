@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import RevtuneError
+from .options import SplitOptions
 
 SENTINEL = 1000.0
 
@@ -54,26 +55,17 @@ def variance_split(scores, window=(0.35, 0.65), keep="high", boundary="reference
 
 @dataclass
 class VarianceSplitRule:
-    """IR-Tuning's rule, applied ``split_num`` times; random scores stand in before any measurement."""
+    """IR-Tuning's rule, applied ``split.split_num`` times; random scores stand in before any measurement.
 
-    window: tuple[float, float] = (0.35, 0.65)
-    split_num: int = 1
+    ``split`` holds the user's settings (window, split count, boundary); ``keep`` and the quantile
+    offsets are what a strategy (``weight``, ``cosine``) changes about the rule itself."""
+
+    split: SplitOptions = field(default_factory=SplitOptions)
     keep: str = "high"
-    boundary: str = "reference"
     q1_offset: int = 0
     q2_offset: int = 0
 
-    def __post_init__(self):
-        if not 0 <= self.window[0] < self.window[1] <= 1:
-            raise RevtuneError(f"split window {self.window} must satisfy 0 <= low < high <= 1",
-                               field="ir_window")
-        if self.split_num not in (1, 2):
-            raise RevtuneError(f"split_num must be 1 or 2, got {self.split_num}", field="split_num")
-        if self.boundary not in ("reference", "exact"):
-            raise RevtuneError(f"ir_boundary must be reference or exact, got '{self.boundary}'",
-                               field="ir_boundary")
-
-    def prepare(self, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def stand_in(self, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """What the rule sees: random scores while every layer still holds the sentinel."""
         if np.all(scores == SENTINEL):
             return rng.uniform(size=len(scores))
@@ -81,14 +73,14 @@ class VarianceSplitRule:
 
     def choose(self, scores: np.ndarray) -> list[int]:
         kept = dict(enumerate(scores.tolist()))
-        for _ in range(self.split_num):
-            chosen = variance_split(kept, self.window, self.keep, self.boundary, self.q1_offset,
+        for _ in range(self.split.split_num):
+            chosen = variance_split(kept, self.split.window, self.keep, self.split.boundary, self.q1_offset,
                                     self.q2_offset)
             kept = {layer: kept[layer] for layer in chosen}
         return sorted(kept)
 
     def select(self, step, scores, ctx):
-        seen = self.prepare(np.asarray(scores, dtype=np.float64), ctx.rng)
+        seen = self.stand_in(np.asarray(scores, dtype=np.float64), ctx.rng)
         return self.choose(seen), seen
 
 

@@ -7,15 +7,11 @@ import torch
 from ..distributed import tensor_norms
 from ..models import decoder_blocks
 from ..statejson import array_from_json, array_to_json, tensor_from_json, tensor_to_json
-from .base import SelectionContext
+from .base import NoSignal, SelectionContext
+from .options import COSINE_REDUCTIONS, GRAD_ACCUM_MODES
 from .rules import SENTINEL
 
-AGGREGATIONS = ("authors", "l2")
-GRAD_ACCUM_MODES = ("per-backward", "accumulated")
-COSINE_REDUCTIONS = ("batch-mean", "token")
-
-
-class GradNormSignal:
+class GradNormSignal(NoSignal):
     """IR-Tuning's score: the gradient norm of each active layer's adapter tensors, stale for frozen ones.
 
     ``grad_accum`` says which gradients are normed when a step accumulates several micro-batches:
@@ -124,8 +120,7 @@ class PerturbedSignal:
     def close(self):
         self.inner.close()
 
-
-class WeightNormSignal:
+class WeightNormSignal(NoSignal):
     """Static score: Frobenius norm of each block's frozen pretrained attention output projection."""
 
     def setup(self, ctx):
@@ -144,15 +139,9 @@ class WeightNormSignal:
     def scores(self, step, ctx):
         return self.values
 
-    def observe(self, step, active, ctx):
-        pass
 
-    def close(self):
-        pass
-
-
-class CosineSignal:
-    """Cosine between each block's input and output hidden states on the step's training batch.
+class CosineSignal(NoSignal):
+    """Mean cosine between each block's input and output hidden states on the training batch.
 
     ``reduction`` ``batch-mean`` (the reference's, default): average the input and the output states over
     the batch, take the cosine per position and average it over positions, pads included. ``token``:

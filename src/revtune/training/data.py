@@ -20,8 +20,9 @@ class Splits:
     multi_label: bool
 
 
-def load_splits(config) -> Splits:
-    """train/dev/test as the config names them; the shipped corpus when no train file is given."""
+def load_splits(config, seed: int) -> Splits:
+    """train/dev/test as the data part ``config`` names them; the shipped corpus when no train file is
+    given; ``seed`` draws any split carved from train and the upsampling."""
     def read(path):
         return corpora.read_corpus(path, format=config.format, columns=config.columns or None,
                                    label_sep=config.label_sep)
@@ -35,15 +36,15 @@ def load_splits(config) -> Splits:
         dev = read(config.dev) if config.dev else None
         test = read(config.test) if config.test else []
         if dev is None and not test and corpus_family(corpora.label_names(train)) == "argrevision":
-            train, dev, test = corpora.split_three(train, config.seed)  # no public split (METHODS.md §3)
+            train, dev, test = corpora.split_three(train, seed)  # no public split (METHODS.md §3)
     if dev is None:
-        train, dev = corpora.stratified_split(train, config.dev_fraction, config.seed)
+        train, dev = corpora.stratified_split(train, config.dev_fraction, seed)
     if not train:
         raise RevtuneError("the training corpus has no usable rows", path=config.train, field="train")
     labels = corpora.label_names(train)
     _check_known_labels(dev + test, labels)
     if config.upsample:
-        train = corpora.upsample(train, config.upsample, config.seed)
+        train = corpora.upsample(train, config.upsample, seed)
     multi = corpora.is_multi_label(train + dev + test)
     return Splits(train, dev, test, labels, multi)
 

@@ -25,14 +25,17 @@ FSDP_STRATEGIES = ("ir", "all", "fixed", "full", "random", "lisa", "replay")  # 
 def check_engine(config, strategy: Strategy, adapters, device: torch.device) -> None:
     """Refuse, before any weight loads, what cannot run here: DeepSpeed, Accelerate's FSDP plugin, fp16
     off CUDA, quantized bases without bitsandbytes on CUDA, and FSDP combinations no test covers."""
-    dist_lib.refuse_untested_engines(config.deepspeed)
-    mixed_precision(config.dtype, device)
-    check_quantize(config.quantize, strategy, adapters, device)
+    dist_lib.refuse_untested_engines(config.model.deepspeed)
+    mixed_precision(config.model.dtype, device)
+    check_quantize(config.model.quantize, strategy, adapters, device)
     check_fsdp(config, strategy)
 
 
 def check_fsdp(config, strategy: Strategy) -> None:
-    if not config.fsdp:
+    """FSDP (the model part's ``fsdp``) with what the tests cover: the task, precision and training
+    settings it is known to work with."""
+    model = config.model
+    if not model.fsdp:
         return
     if strategy.name.split(":")[0] not in FSDP_STRATEGIES:
         raise RevtuneError(f"--fsdp supports the strategies {', '.join(FSDP_STRATEGIES)}; "
@@ -40,10 +43,10 @@ def check_fsdp(config, strategy: Strategy) -> None:
     if not dist_lib.launched_world_size() > 1:
         raise RevtuneError("--fsdp shards over several processes: launch with torchrun --nproc_per_node N "
                            "or accelerate launch", field="fsdp")
-    unsupported = [(config.task != "intent", "the revise task (its generation runs on rank 0 only)"),
-                   (config.dtype != "float32", f"--dtype {config.dtype} (FSDP mixed precision is untested here)"),
-                   (config.gradient_checkpointing, "--gradient-checkpointing"),
-                   (bool(config.quantize), "--quantize")]
+    unsupported = [(config.data.task != "intent", "the revise task (its generation runs on rank 0 only)"),
+                   (model.dtype != "float32", f"--dtype {model.dtype} (FSDP mixed precision is untested here)"),
+                   (config.training.gradient_checkpointing, "--gradient-checkpointing"),
+                   (bool(model.quantize), "--quantize")]
     for bad, what in unsupported:
         if bad:
             raise RevtuneError(f"--fsdp does not support {what}: use DDP (drop --fsdp)", field="fsdp")

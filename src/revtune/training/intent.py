@@ -82,18 +82,18 @@ class IntentTask:
     def __init__(self, config, splits: Splits):
         self.config = config
         self.splits = splits
-        self.threshold = 0.5 if config.threshold == "tune" else float(config.threshold)
+        self.threshold = 0.5 if config.training.threshold == "tune" else float(config.training.threshold)
         self.compute_loss = None  # the model's own loss unless class weights are asked for
 
     def prepare(self, tokenizer, device) -> None:
         self.device = device
-        prompt = partial(intent_prompt, labels=self.splits.labels, style=self.config.prompt,
-                         context=self.config.diff_context)
+        prompt = partial(intent_prompt, labels=self.splits.labels, style=self.config.data.prompt,
+                         context=self.config.data.diff_context)
         encode = partial(encode_intents, labels=self.splits.labels, multi_label=self.splits.multi_label,
-                         tokenizer=tokenizer, prompt_fn=prompt, max_length=self.config.max_length)
+                         tokenizer=tokenizer, prompt_fn=prompt, max_length=self.config.data.max_length)
         self.datasets = {name: encode(getattr(self.splits, name)) for name in ("train", "dev", "test")}
         self.collator = PadCollator(tokenizer.pad_token_id, "left")
-        if self.config.class_weight == "balanced":
+        if self.config.training.class_weight == "balanced":
             self.weights = class_weights(self.datasets["train"].rows, len(self.splits.labels),
                                          self.splits.multi_label)
             self.compute_loss = WeightedIntentLoss(self.weights, self.splits.multi_label)
@@ -108,7 +108,7 @@ class IntentTask:
     def evaluate(self, model, split: str) -> dict:
         if not len(self.datasets[split]):
             return {}
-        logits = batched_logits(model, self.datasets[split], self.collator, self.config.batch_size,
+        logits = batched_logits(model, self.datasets[split], self.collator, self.config.training.batch_size,
                                 self.device)
         return classification_metrics(self._labels(split), logits, self.splits.labels,
                                       multi_label=self.splits.multi_label, threshold=self.threshold)
@@ -119,9 +119,9 @@ class IntentTask:
         decided = {}
         if self.compute_loss is not None:
             decided["class_weights"] = dict(zip(self.splits.labels, self.weights.tolist()))
-        if not (self.splits.multi_label and self.config.threshold == "tune" and len(self.datasets["dev"])):
+        if not (self.splits.multi_label and self.config.training.threshold == "tune" and len(self.datasets["dev"])):
             return {**decided, "threshold": self.threshold} if self.splits.multi_label else decided
-        logits = batched_logits(model, self.datasets["dev"], self.collator, self.config.batch_size,
+        logits = batched_logits(model, self.datasets["dev"], self.collator, self.config.training.batch_size,
                                 self.device)
         self.threshold = float(tune_threshold(self._labels("dev"), logits))
         return {**decided, "threshold": self.threshold}
@@ -129,7 +129,7 @@ class IntentTask:
     def finish(self, model, folder) -> None:
         """``predictions.jsonl``: the test split as the final weights classify it (what ``test`` scores)."""
         if len(self.datasets["test"]):
-            logits = batched_logits(model, self.datasets["test"], self.collator, self.config.batch_size,
+            logits = batched_logits(model, self.datasets["test"], self.collator, self.config.training.batch_size,
                                     self.device)
             write_intent_predictions(folder, self.splits.test, self.splits.labels, logits,
                                      self.splits.multi_label, self.threshold)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict
 
 import torch
 
+from ..config import DecodingConfig
 from ..errors import RevtuneError
 from ..prompts import revise_prompt
 from ..rundir import write_jsonl
@@ -27,39 +28,16 @@ IGNORE = -100
 STOP = "\n###"  # an under-trained model may start a new prompt section after its answer
 
 
-@dataclass
-class Decoding:
-    """How revisions are generated; built from a run's config so a run generates as it was scored."""
+def generate_kwargs(decoding: DecodingConfig) -> dict:
+    """Explicit settings, so a checkpoint's own generation defaults never change the decoding."""
+    if decoding.mode == "sample":
+        return dict(do_sample=True, num_beams=1, temperature=decoding.temperature, top_p=decoding.top_p)
+    return dict(do_sample=False, num_beams=decoding.num_beams if decoding.mode == "beam" else 1)
 
-    mode: str = "greedy"
-    num_beams: int = 4
-    temperature: float = 0.7
-    top_p: float = 0.9
-    factor: float = 1.5
-    floor: int = 16
-    batch_size: int = 16
-    seed: int = 0
-    max_length: int = 256  # prompt tokens; a longer source is cut to fit (see fit_source)
 
-    @classmethod
-    def from_config(cls, config, **overrides) -> "Decoding":
-        get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key)
-        values = dict(mode=get("decoding", "greedy"), num_beams=get("num_beams", 4),
-                      temperature=get("temperature", 0.7), top_p=get("top_p", 0.9),
-                      factor=get("new_tokens_factor", 1.5), floor=get("new_tokens_floor", 16),
-                      batch_size=get("batch_size", 16), seed=get("seed", 0),
-                      max_length=get("max_length", 256))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def generate_kwargs(self) -> dict:
-        """Explicit settings, so a checkpoint's own generation defaults never change the decoding."""
-        if self.mode == "sample":
-            return dict(do_sample=True, num_beams=1, temperature=self.temperature, top_p=self.top_p)
-        return dict(do_sample=False, num_beams=self.num_beams if self.mode == "beam" else 1)
-
-    def budget(self, n_source_tokens: int) -> int:
-        return max(self.floor, math.ceil(self.factor * n_source_tokens))
+def token_budget(decoding: DecodingConfig, n_source_tokens: int) -> int:
+    """Max new tokens of one item: ``factor`` x its source tokens, at least ``floor``."""
+    return max(decoding.floor, math.ceil(decoding.factor * n_source_tokens))
 
 
 def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> dict | None:
@@ -98,9 +76,11 @@ def _decode(tokenizer, ids: list[int], budget: int) -> str:
     return clean_output(tokenizer.decode(ids, skip_special_tokens=True))
 
 
-def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], decoding: Decoding) -> list[str]:
+def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], decoding: DecodingConfig,
+             batch_size: int = 16, seed: int = 0) -> list[str]:
     """Decoded responses in input order. Batches are formed by prompt length (less padding); each item
-    is cut to its own token budget, so its text does not depend on what it was batched with."""
+    is cut to its own token budget, so its text does not depend on what it was batched with; ``seed``
+    seeds sampling."""
     device = next(model.parameters()).device
     collator = PadCollator(tokenizer.pad_token_id, "left")
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -108,13 +88,13 @@ def generate(model, tokenizer, prompts: list[list[int]], budgets: list[int], dec
     was_training = model.training
     model.eval()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(decoding.seed)
-        for start in range(0, len(order), decoding.batch_size):
-            chunk = order[start:start + decoding.batch_size]
+        torch.manual_seed(seed)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
             batch = {k: v.to(device) for k, v in collator([{"input_ids": prompts[i]} for i in chunk]).items()}
             new = model.generate(**batch, max_new_tokens=max(budgets[i] for i in chunk),
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                 **decoding.generate_kwargs())
+                                 **generate_kwargs(decoding))
             for row, index in zip(new[:, batch["input_ids"].shape[1]:].tolist(), chunk):
                 outputs[index] = _decode(tokenizer, row, budgets[index])
     model.train(was_training)
@@ -138,17 +118,18 @@ def fit_source(tokenizer, source: str, intents, max_length: int) -> tuple[list[i
     return prompt, len(ids), cut
 
 
-def revise_texts(model, tokenizer, sources: list[str], intents: list, decoding: Decoding) -> list[str]:
+def revise_texts(model, tokenizer, sources: list[str], intents: list, decoding: DecodingConfig,
+                 batch_size: int = 16, seed: int = 0, max_length: int = 256) -> list[str]:
     """Revise each source for its intents (a list of names per source); sources too long for the
-    run's ``max_length`` are cut to fit, with a warning that says how many."""
-    fitted = [fit_source(tokenizer, s, i, decoding.max_length) for s, i in zip(sources, intents)]
+    run's ``max_length`` (prompt tokens) are cut to fit, with a warning that says how many."""
+    fitted = [fit_source(tokenizer, s, i, max_length) for s, i in zip(sources, intents)]
     cut = sum(1 for _, _, was_cut in fitted if was_cut)
     if cut:
         warnings.warn(f"revtune: {cut} of {len(sources)} sources cut to fit max_length "
-                      f"{decoding.max_length} tokens", stacklevel=2)
+                      f"{max_length} tokens", stacklevel=2)
     prompts = [prompt for prompt, _, _ in fitted]
-    budgets = [decoding.budget(n_tokens) for _, n_tokens, _ in fitted]
-    return generate(model, tokenizer, prompts, budgets, decoding)
+    budgets = [token_budget(decoding, n_tokens) for _, n_tokens, _ in fitted]
+    return generate(model, tokenizer, prompts, budgets, decoding, batch_size, seed)
 
 
 def _fingerprint(model) -> str:
@@ -167,21 +148,21 @@ class ReviseTask:
     def __init__(self, config, splits: Splits):
         self.config = config
         self.splits = splits
-        self.decoding = Decoding.from_config(config)
-        self.headline = "sari" if config.dev_generate > 0 else "neg_loss"
+        self.decoding = config.decoding
+        self.headline = "sari" if config.training.dev_generate > 0 else "neg_loss"
         self._generated: dict[tuple[str, str], list[str]] = {}
 
     def prepare(self, tokenizer, device) -> None:
         self.tokenizer, self.device = tokenizer, device
-        encoded = {name: encode_revisions(getattr(self.splits, name), tokenizer, self.config.max_length)
+        encoded = {name: encode_revisions(getattr(self.splits, name), tokenizer, self.config.data.max_length)
                    for name in ("train", "dev", "test")}
         self.datasets = {name: dataset for name, (dataset, _) in encoded.items()}
         self.dropped = {name: dropped for name, (_, dropped) in encoded.items()}
         if not len(self.datasets["train"]):
-            raise RevtuneError(f"every training prompt is longer than max_length {self.config.max_length}",
+            raise RevtuneError(f"every training prompt is longer than max_length {self.config.data.max_length}",
                                field="max_length")
         if any(self.dropped.values()):
-            warnings.warn(f"revtune: examples dropped, prompt longer than max_length {self.config.max_length}: "
+            warnings.warn(f"revtune: examples dropped, prompt longer than max_length {self.config.data.max_length}: "
                           + ", ".join(f"{n} {split}" for split, n in self.dropped.items() if n), stacklevel=2)
         self.collator = PadCollator(tokenizer.pad_token_id, "right", label_pad=IGNORE)
 
@@ -195,8 +176,8 @@ class ReviseTask:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            for start in range(0, len(dataset), self.config.batch_size):
-                batch = self.collator([dataset[i] for i in range(start, min(start + self.config.batch_size,
+            for start in range(0, len(dataset), self.config.training.batch_size):
+                batch = self.collator([dataset[i] for i in range(start, min(start + self.config.training.batch_size,
                                                                               len(dataset)))])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 count = int((batch["labels"][:, 1:] != IGNORE).sum())
@@ -207,14 +188,16 @@ class ReviseTask:
 
     def _records(self, split: str):
         records = getattr(self.splits, split)
-        return records[:self.config.dev_generate] if split == "dev" else records
+        return records[:self.config.training.dev_generate] if split == "dev" else records
 
     def predictions(self, model, split: str) -> list[str]:
         key = (split, _fingerprint(model))
         if key not in self._generated:
             records = self._records(split)
             self._generated[key] = revise_texts(model, self.tokenizer, [r.before for r in records],
-                                                [r.intents for r in records], self.decoding)
+                                                [r.intents for r in records], self.decoding,
+                                                self.config.training.batch_size, self.config.training.seed,
+                                                self.config.data.max_length)
         return self._generated[key]
 
     def evaluate(self, model, split: str) -> dict:
@@ -234,7 +217,9 @@ class ReviseTask:
 
     def tune(self, model) -> dict:
         """Nothing is tuned on dev; records the decoding and any example dropped for length."""
-        return {"decoding": vars(self.decoding).copy(), "dropped_for_length": self.dropped}
+        decoding = {**asdict(self.decoding), "batch_size": self.config.training.batch_size,
+                    "seed": self.config.training.seed}
+        return {"decoding": decoding, "dropped_for_length": self.dropped}
 
     def finish(self, model, folder) -> None:
         """``predictions.jsonl``: the test split generated by the final weights (what ``test`` scores)."""

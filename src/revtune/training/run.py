@@ -1,6 +1,7 @@
 """One training run, top to bottom: corpus -> model + adapters -> Trainer + selection -> run directory."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -18,6 +19,7 @@ from transformers.trainer_callback import ExportableState, PrinterCallback, Prog
 
 from .. import adapters as adapter_lib
 from .. import distributed as dist_lib
+from ..config import TrainingConfig
 from ..errors import RevtuneError
 from ..models import decoder_blocks, load_model, prepare_tokenizer
 from ..planner import check_limit, format_plan, plan_run
@@ -27,7 +29,6 @@ from ..runtime import (PeakMemory, environment, mixed_precision, resolve_device,
 from ..selection.base import Strategy
 from ..statejson import exported, restored
 from ..selection.callback import LayerSelectionCallback
-from ..selection.registry import build_strategy, selection_options
 from .checkpoint import CheckpointTrainer, Interrupted, StopOnSignal, last_checkpoint
 from .data import load_splits
 from .engine import check_engine, evaluate_split, run_directory, tune_once, upcast_trainable
@@ -40,21 +41,18 @@ class RunResult:
     metrics: dict
 
 
-def adapter_config(config, strategy: Strategy, task_name: str) -> adapter_lib.AdapterConfig:
-    kind = strategy.adapter or config.adapter or strategy.default_adapter or "lora"
-    if strategy.adapter and config.adapter and config.adapter != strategy.adapter:
+def resolve_adapter(adapter: adapter_lib.AdapterConfig, strategy: Strategy) -> adapter_lib.AdapterConfig:
+    """The adapter part with its kind decided: the strategy's forced kind, else the user's, else the
+    strategy's default, else lora."""
+    if strategy.adapter and adapter.kind and adapter.kind != strategy.adapter:
         raise RevtuneError(f"strategy '{strategy.name}' trains with adapter '{strategy.adapter}', "
-                           f"not '{config.adapter}'", field="adapter")
-    return adapter_lib.AdapterConfig(kind=kind, r=config.lora_r, alpha=config.lora_alpha,
-                                     dropout=config.lora_dropout,
-                                     targets=tuple(config.target_modules) or None,
-                                     bottleneck_dim=config.bottleneck_dim,
-                                     train_head=not config.freeze_head and task_name == "intent",
-                                     train_outside_blocks=strategy.train_outside_blocks)
+                           f"not '{adapter.kind}'", field="adapter")
+    kind = strategy.adapter or adapter.kind or strategy.default_adapter or "lora"
+    return dataclasses.replace(adapter, kind=kind)
 
 
 def make_task(config, splits):
-    if config.task == "intent":
+    if config.data.task == "intent":
         from .intent import IntentTask
         return IntentTask(config, splits)
     from .revise import ReviseTask  # noqa: the generation task lives beside this one
@@ -156,50 +154,57 @@ def effective_warmup(requested: int, total_steps: int) -> int:
     return requested if total_steps >= 2 * requested else total_steps // 10
 
 
-def training_arguments(config, checkpoints: Path, device, total_steps: int) -> TrainingArguments:
-    warmup = effective_warmup(config.warmup_steps, total_steps)
+def training_arguments(training: TrainingConfig, checkpoints: Path, device, total_steps: int, dtype: str = "float32",
+                       save_every: int = 0) -> TrainingArguments:
+    """The Trainer's arguments from the training part (``dtype``: the model part's, for mixed precision;
+    ``save_every``: the output part's checkpoint interval)."""
+    warmup = effective_warmup(training.warmup_steps, total_steps)
     checkpointing = {}
-    if config.gradient_checkpointing:  # non-reentrant: active layers above frozen ones keep their grads
+    if training.gradient_checkpointing:  # non-reentrant: active layers above frozen ones keep their grads
         checkpointing = dict(gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
     return TrainingArguments(
-        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs, max_steps=config.max_steps,
-        logging_steps=1, save_strategy="steps" if config.save_every else "no",
-        save_steps=config.save_every or 500, save_only_model=False, eval_strategy="no", report_to=[],
-        full_determinism=config.deterministic, seed=config.seed,
-        data_seed=config.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=not dist_lib.is_main(), **mixed_precision(config.dtype, device),
+        output_dir=str(checkpoints), per_device_train_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.grad_accum, learning_rate=training.learning_rate,
+        warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=training.weight_decay,
+        max_grad_norm=training.max_grad_norm, num_train_epochs=training.epochs, max_steps=training.max_steps,
+        logging_steps=1, save_strategy="steps" if save_every else "no",
+        save_steps=save_every or 500, save_only_model=False, eval_strategy="no", report_to=[],
+        full_determinism=training.deterministic, seed=training.seed,
+        data_seed=training.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
+        dataloader_num_workers=0, disable_tqdm=not dist_lib.is_main(), **mixed_precision(dtype, device),
         # Layers switch on and off between steps: DDP must look for unused parameters every step, and
         # the graph is not static. Frozen layers have grad None, which DDP leaves untouched.
         ddp_find_unused_parameters=True, ddp_static_graph=False, **checkpointing)
 
 
-def planned_steps(config, n_train: int) -> int:
-    if config.max_steps > 0:
-        return config.max_steps
-    per_epoch = math.ceil(n_train / (config.batch_size * config.grad_accum))
-    return max(1, math.ceil(per_epoch * config.epochs))
+def planned_steps(training: TrainingConfig, n_train: int) -> int:
+    """Optimizer steps of a run with the training part ``training`` on ``n_train`` examples."""
+    if training.max_steps > 0:
+        return training.max_steps
+    per_epoch = math.ceil(n_train / (training.batch_size * training.grad_accum))
+    return max(1, math.ceil(per_epoch * training.epochs))
 
 
 def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
               quiet: bool = False, resume: bool = False, resume_hint: str | None = None) -> RunResult:
-    """Train one run and leave a complete run directory at ``config.out``.
+    """Train one run and leave a complete run directory at ``config.output.out``.
 
     The run is built in ``OUT.partial``; with ``resume`` it continues from the last checkpoint there.
     SIGINT/SIGTERM finish the step, write a checkpoint and raise :class:`Interrupted`; a run stopped
-    before its first checkpoint leaves nothing behind.
+    before its first checkpoint leaves nothing behind. Set-up order: adapters attached, the caller's
+    ``prepare_model(model)``, the strategy's ``prepare``; then the one layer map of the run (shared with
+    the callback) and ``trainable.txt``.
     """
     stop = StopOnSignal()
     if threading.current_thread() is threading.main_thread():
         stop.install()
+    out = config.output.out
     try:
         return _train_run(config, strategy, prepare_model, quiet, resume, stop)
     except Interrupted as exc:
-        exc.checkpoint = last_checkpoint(partial_path(config.out) / "checkpoints")
-        exc.resume = exc.resume or resume_hint or f"revtune train --resume {config.out}"
+        exc.checkpoint = last_checkpoint(partial_path(out) / "checkpoints")
+        exc.resume = exc.resume or resume_hint or f"revtune train --resume {out}"
         raise
     finally:
         stop.uninstall()
@@ -208,62 +213,66 @@ def train_run(config, strategy: Strategy | None = None,
 def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResult:
     say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    seed_everything(config.seed)
-    device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
-    if config.deterministic:
+    training, model_part = config.training, config.model
+    seed_everything(training.seed)
+    device, dtype = resolve_device(model_part.device), resolve_dtype(model_part.dtype)
+    if training.deterministic:
         use_deterministic_algorithms(device)
-    splits = load_splits(config)
-    strategy = strategy or build_strategy(config.select, selection_options(config))
+    splits = load_splits(config.data, training.seed)
+    strategy = strategy or config.selection.options.build()
     planned = plan_run(config, splits, strategy)
     strategy = planned.strategy
-    limit = check_limit(planned.plan, config, device)
+    limit = check_limit(planned.plan, config.memory, device)
     say("revtune: " + format_plan(planned.plan, limit))
     task = make_task(config, splits)
-    adapters = adapter_config(config, strategy, task.name)
-    check_engine(config, strategy, adapters, device)
-    with run_directory(config.out, config.overwrite, resume) as tmp:
+    config = dataclasses.replace(config, adapter=resolve_adapter(config.adapter, strategy))
+    check_engine(config, strategy, config.adapter, device)
+    out = config.output.out
+    with run_directory(out, config.output.overwrite, resume) as tmp:
         checkpoints = tmp / "checkpoints"
         resume_from = _start_or_resume(tmp, config, device, resume, say)
-        loaded = load_model(config.model, task.model_task, splits.labels, splits.multi_label, dtype,
-                            config.seed, config.tiny_layers, quantize=config.quantize)
-        if config.quantize:
+        loaded = load_model(model_part.name, task.model_task, splits.labels, splits.multi_label, dtype,
+                            training.seed, model_part.tiny_layers, quantize=model_part.quantize)
+        if model_part.quantize:
             from peft import prepare_model_for_kbit_training
-            prepare_model_for_kbit_training(loaded.model, config.gradient_checkpointing)
-        tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=config.pad_token_id)
-        model = adapter_lib.attach(loaded.model, adapters, task.name)
-        model = model if config.quantize else model.to(device)
+            prepare_model_for_kbit_training(loaded.model, training.gradient_checkpointing)
+        tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=model_part.pad_token_id)
+        model = adapter_lib.attach(loaded.model, config.adapter, task.name)
+        model = model if model_part.quantize else model.to(device)
         upcast_trainable(model)
-        if config.fsdp:
+        if model_part.fsdp:
             dist_lib.shard_model(model, decoder_blocks(model))
         if prepare_model:
             prepare_model(model)
+        strategy.prepare(model)
         task.prepare(tokenizer, device)
-        layers = adapter_lib.layer_map(model)
-        strategy.check(layers.n_layers)
+        layers = adapter_lib.layer_map(model)  # after every set-up: what really trains
         table = adapter_lib.format_trainable_table(layers)
-        say(f"revtune: {config.task} on {len(splits.train)} train / {len(splits.dev)} dev / "
+        say(f"revtune: {config.data.task} on {len(splits.train)} train / {len(splits.dev)} dev / "
             f"{len(splits.test)} test, labels {', '.join(splits.labels)}"
             f"{' (multi-label)' if splits.multi_label else ''}\n"
-            f"revtune: model {config.model} ({loaded.source}), adapter {adapters.kind}, "
+            f"revtune: model {config.model.name} ({loaded.source}), adapter {config.adapter.kind}, "
             f"select {strategy.name}, device {device}\n{table}")
         if dist_lib.is_main():
             write_text(tmp / "trainable.txt", table + "\n")
-        steps = planned_steps(config, len(splits.train))
-        warmup = effective_warmup(config.warmup_steps, steps)
-        if warmup != config.warmup_steps:
-            say(f"revtune: warm-up {warmup} steps instead of {config.warmup_steps}: the run has {steps} steps, "
-                f"fewer than 2 x {config.warmup_steps}")
-        selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.select_interval,
-                                          config.seed)
-        tracker = BestDevTracker(task, model, config.eval_every or max(1, steps // 5), config.test_every)
+        steps = planned_steps(training, len(splits.train))
+        warmup = effective_warmup(training.warmup_steps, steps)
+        if warmup != training.warmup_steps:
+            say(f"revtune: warm-up {warmup} steps instead of {training.warmup_steps}: the run has {steps} steps, "
+                f"fewer than 2 x {training.warmup_steps}")
+        selector = LayerSelectionCallback(strategy, tmp / "selection.jsonl", config.selection.interval,
+                                          training.seed, layers=layers)
+        tracker = BestDevTracker(task, model, training.eval_every or max(1, steps // 5), training.test_every)
         peak = PeakMemory(device)
         memory = StepMemory(peak)  # before the tracker: a step's peak excludes the evaluation after it
         losses = LossLog()
-        trainer = CheckpointTrainer(model=model, args=training_arguments(config, checkpoints, device, steps),
+        arguments = training_arguments(training, checkpoints, device, steps, model_part.dtype,
+                                       config.output.save_every)
+        trainer = CheckpointTrainer(model=model, args=arguments,
                                     train_dataset=task.train_dataset, data_collator=task.collator,
                                     compute_loss_func=task.compute_loss,
                                     callbacks=[selector, memory, tracker, losses, stop], trainable=tracker.names,
-                                    keep=config.keep_checkpoints)
+                                    keep=config.output.keep_checkpoints)
         if task.name == "intent":
             # transformers takes a model with **kwargs to normalise its loss over the whole accumulated
             # batch; the classification loss does not, so each micro-batch loss is divided here, as the
@@ -278,27 +287,29 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResul
         train_seconds = time.perf_counter() - started
         if stop.signum is not None:
             raise Interrupted(stop.signum)
-        metrics = evaluate_run(task, model, tracker, trainer, selector, selector.ctx.layers, losses)
+        metrics = evaluate_run(task, model, tracker, trainer, selector, layers, losses)
         world = dist_lib.world_size()
         peak_bytes = memory.run_peak()
         metrics.update(effective_warmup_steps=warmup, peak_memory_bytes=peak_bytes, **memory.summary(),
                        predicted_peak_memory_bytes=planned.plan.total, train_seconds=train_seconds,
-                       device=str(device), model=config.model, strategy=strategy.name,
-                       adapter=adapters.kind, world_size=world,
-                       global_batch_size=config.batch_size * config.grad_accum * world,
-                       peak_memory_bytes_per_rank=dist_lib.gather_objects(peak_bytes))
+                       device=str(device), model=model_part.name, strategy=strategy.name,
+                       adapter=config.adapter.kind, world_size=world,
+                       global_batch_size=training.batch_size * training.grad_accum * world,
+                       peak_memory_bytes_per_rank=dist_lib.gather_objects(peak_bytes),
+                       labels=list(splits.labels), multi_label=splits.multi_label, model_source=loaded.source,
+                       layer_sizes=layers.layer_sizes(), outside_params=layers.outside_size())
         task.finish(model, tmp)  # every rank: its test predictions are sharded (a scratch folder off rank 0)
         state = dist_lib.full_trainable_state(model)  # gathered on every rank when FSDP shards it
         if dist_lib.is_main():
-            save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
+            save_run(tmp, config, model, tokenizer, task, metrics, state)
         dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
-    say(summary_line(config.out, task, metrics))
-    return RunResult(Path(config.out), metrics)
+    say(summary_line(out, task, metrics))
+    return RunResult(Path(out), metrics)
 
 
 def _start_or_resume(tmp: Path, config, device, resume: bool, say) -> Path | None:
     """A fresh run records its config and environment; a resumed one returns its last checkpoint."""
-    env = environment(device, config.dtype, config.deterministic)
+    env = environment(device, config.model.dtype, config.training.deterministic)
     if not resume:
         (tmp / "checkpoints").mkdir()
         write_json(tmp / "checkpoints" / STARTED_CONFIG, config.to_dict())
@@ -356,15 +367,14 @@ def _load_trainable(model, state: dict) -> None:
             params[name].copy_(value.to(params[name].device))
 
 
-def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded, state=None) -> None:
+def save_run(tmp: Path, config, model, tokenizer, task, metrics, state=None) -> None:
+    """``config.json`` is exactly the resolved config (it re-runs the run); what the run learned is in
+    ``metrics.json``."""
     from ..report import plot_run
 
-    adapter_lib.save_adapter(model, adapters, tmp / "adapter", state)
+    adapter_lib.save_adapter(model, config.adapter, tmp / "adapter", state)
     tokenizer.save_pretrained(tmp / "tokenizer")
-    resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
-                "adapter": adapters.kind, "model_source": loaded.source, "n_layers": metrics["n_layers"],
-                "decision_threshold": metrics["decision"].get("threshold", 0.5)}
-    write_json(tmp / "config.json", resolved)
+    write_json(tmp / "config.json", config.to_dict())
     write_json(tmp / "metrics.json", metrics)
     plot_run(tmp)
     shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
