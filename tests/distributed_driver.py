@@ -38,7 +38,7 @@ def runs(job: dict) -> None:
 
     register_disagreeing_strategy()
     for values in job["configs"]:
-        train_run(RunConfig(**values), quiet=True)
+        train_run(RunConfig.from_values(values), quiet=True)
 
 
 def local(tensor: torch.Tensor) -> torch.Tensor:

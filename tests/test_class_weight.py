@@ -58,8 +58,8 @@ def test_training_uses_the_weighted_loss(corpus, tmp_path):
                               if int(r["before_sent"].rsplit(" ", 1)[1][:-1]) < keep[r["labels"]]))
     settings = dict(model="tiny", train=str(skewed), dev=str(corpus["dev"]), test=str(corpus["test"]),
                     max_steps=2, batch_size=8, max_length=48, lora_r=2, lora_alpha=4, seed=3, select="all")
-    plain = train_run(RunConfig(**settings, out=str(tmp_path / "none")), quiet=True).metrics
-    weighted = train_run(RunConfig(**settings, class_weight="balanced", out=str(tmp_path / "bal")),
+    plain = train_run(RunConfig.from_values(dict(**settings, out=str(tmp_path / "none"))), quiet=True).metrics
+    weighted = train_run(RunConfig.from_values(dict(**settings, class_weight="balanced", out=str(tmp_path / "bal"))),
                          quiet=True).metrics
     assert "class_weights" not in plain["decision"]
     style = weighted["decision"]["class_weights"]["style"]
@@ -78,9 +78,9 @@ def test_multi_label_documents_train_with_pos_weight_on_diff_windows(tmp_path):
             edits = [{"major_intent": name} for name in chosen]
             handle.write(json.dumps({"doc_id": str(i), "before_revision": f"{filler} old{i} {filler}",
                                      "after_revision": f"{filler} new{i} {filler}", "edit_actions": edits}) + "\n")
-    run = RunConfig(model="tiny", train=str(docs), test=str(docs), max_steps=2, batch_size=4, max_length=64,
+    run = RunConfig.from_values(dict(model="tiny", train=str(docs), test=str(docs), max_steps=2, batch_size=4, max_length=64,
                     lora_r=2, lora_alpha=4, prompt="diff", diff_context=3, class_weight="balanced",
-                    out=str(tmp_path / "multi"), seed=1)
+                    out=str(tmp_path / "multi"), seed=1))
     result = train_run(run, quiet=True)
     weights = result.metrics["decision"]["class_weights"]
     train = load_splits(run).train

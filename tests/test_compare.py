@@ -177,11 +177,13 @@ def test_seed_options_are_compare_and_demo_flags_only():
 
 def test_jobs_run_seed_by_seed_and_tfidf_once_unless_its_data_follow_the_seed(corpus):
     from revtune.compare import plan_jobs
+    from revtune.config import CompareConfig
 
-    given = RunConfig(train=str(corpus / "train.jsonl"), dev=str(corpus / "dev.jsonl"), seeds=[3, 4])
-    jobs = [(j.spec, j.seed, j.folder) for j in plan_jobs(["ir", "tfidf", "all"], given)]
+    seeds = CompareConfig(seeds=[3, 4])
+    given = RunConfig.from_values(dict(train=str(corpus / "train.jsonl"), dev=str(corpus / "dev.jsonl")))
+    jobs = [(j.spec, j.seed, j.folder) for j in plan_jobs(["ir", "tfidf", "all"], given, seeds)]
     assert jobs == [("ir", 3, "ir/seed3"), ("tfidf", 3, "tfidf/seed3"), ("all", 3, "all/seed3"),
                     ("ir", 4, "ir/seed4"), ("all", 4, "all/seed4")]
-    carved = RunConfig(train=str(corpus / "train.jsonl"), seeds=[3, 4])  # dev drawn from train by the seed
-    assert [j.seed for j in plan_jobs(["tfidf"], carved)] == [3, 4]
-    assert [(j.seed, j.folder) for j in plan_jobs(["ir"], RunConfig(seed=5))] == [(5, "ir")]
+    carved = RunConfig.from_values(dict(train=str(corpus / "train.jsonl")))  # dev drawn from train by the seed
+    assert [j.seed for j in plan_jobs(["tfidf"], carved, seeds)] == [3, 4]
+    assert [(j.seed, j.folder) for j in plan_jobs(["ir"], RunConfig.from_values(dict(seed=5)))] == [(5, "ir")]

@@ -17,7 +17,7 @@ def tiny_run_config(corpus, out, **changes) -> RunConfig:
                     max_steps=3, batch_size=4, max_length=48, lora_r=2, lora_alpha=4, bottleneck_dim=8,
                     eval_every=1000, out=str(out), seed=3)
     settings.update(changes)
-    return RunConfig(**settings)
+    return RunConfig.from_values(settings)
 
 
 # --- 1. Layer Card coupling in fp32 whatever the model dtype ------------------------------------------
@@ -67,8 +67,8 @@ def test_the_same_card_in_fp32_and_bf16_has_the_same_coupling(tmp_path):
 
     cards = {}
     for dtype in ("float32", "bfloat16"):
-        config = RunConfig(model="tiny", tiny_layers=4, dtype=dtype, batch_size=4, max_length=48, max_steps=10,
-                           seed=171)
+        config = RunConfig.from_values(dict(model="tiny", tiny_layers=4, dtype=dtype, batch_size=4, max_length=48, max_steps=10,
+                           seed=171))
         cards[dtype] = build_card(config, CardOptions(probe_batches=2), tmp_path / dtype, quiet=True)
     r32, r16 = cards["float32"].coupling, cards["bfloat16"].coupling
     assert np.abs(r32 - np.eye(len(r32))).max() > 0.1  # the blocks are coupled: a real comparison
@@ -206,7 +206,7 @@ def test_ir_scores_under_gradient_accumulation_match_a_direct_computation(corpus
 def test_per_backward_is_the_default_and_agrees_with_accumulated_for_one_micro_batch(corpus, tmp_path):
     from revtune.training.run import train_run
 
-    assert RunConfig().ir_grad_accum == "per-backward"
+    assert RunConfig().flat()["ir_grad_accum"] == "per-backward"
     logs = {}
     for mode in ("per-backward", "accumulated"):
         result = train_run(tiny_run_config(corpus, tmp_path / mode, ir_grad_accum=mode), quiet=True)
@@ -232,7 +232,7 @@ def test_micro_batch_losses_are_divided_by_the_accumulation(corpus, tmp_path):
 def test_warm_up_is_the_reference_s_unless_the_run_is_too_short(tmp_path):
     from revtune.training.run import training_arguments
 
-    config = RunConfig()
+    config = RunConfig().training
     warmups = {steps: training_arguments(config, tmp_path, torch.device("cpu"), steps).warmup_steps
                for steps in (150, 199, 200, 300, 999, 5000)}
     assert warmups == {150: 15, 199: 19, 200: 100, 300: 100, 999: 100, 5000: 100}
@@ -274,7 +274,7 @@ def test_cosine_runs_score_the_first_forward_of_each_step_with_the_reference_red
     from revtune.models import decoder_blocks
     from revtune.training.run import train_run
 
-    assert RunConfig().cosine_reduction == "batch-mean"
+    assert RunConfig().flat()["cosine_reduction"] == "batch-mean"
     seen = {}
 
     def watch(model):
@@ -411,12 +411,12 @@ def test_preset_values_sit_under_yaml_and_flags(tmp_path, capsys):
     add_config_arguments(parser)
     yaml_file = tmp_path / "run.yaml"
     yaml_file.write_text("preset: ir-reference\nlearning_rate: 0.001\n")
-    config = config_from_args(parser.parse_args(["--config", str(yaml_file), "--seed", "5", "--device", "cpu"]))
-    assert (config.learning_rate, config.seed) == (0.001, 5)  # YAML and flags win
-    assert (config.freeze_head, config.prompt, config.pad_token_id, config.eval_every, config.test_every,
-            config.warmup_steps) == (True, "reference-instruction", 0, 10, 10, 100)
-    assert config.dtype == "float32" and "fp16 (the reference's) needs a GPU" in capsys.readouterr().out
-    assert config_from_args(parser.parse_args(["--preset", "ir-reference", "--dtype", "bfloat16"])).dtype == "bfloat16"
+    config = config_from_args(parser.parse_args(["--config", str(yaml_file), "--seed", "5", "--device", "cpu"])).flat()
+    assert (config["learning_rate"], config["seed"]) == (0.001, 5)  # YAML and flags win
+    assert (config["freeze_head"], config["prompt"], config["pad_token_id"], config["eval_every"],
+            config["test_every"], config["warmup_steps"]) == (True, "reference-instruction", 0, 10, 10, 100)
+    assert config["dtype"] == "float32" and "fp16 (the reference's) needs a GPU" in capsys.readouterr().out
+    assert config_from_args(parser.parse_args(["--preset", "ir-reference", "--dtype", "bfloat16"])).model.dtype == "bfloat16"
 
 
 def test_train_with_the_reference_preset_on_the_tiny_model(corpus, tmp_path):
@@ -428,10 +428,9 @@ def test_train_with_the_reference_preset_on_the_tiny_model(corpus, tmp_path):
                      "--max-steps", "10", "--batch-size", "4", "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "training in float32 on cpu" in result.stdout and "warm-up 1 steps instead of 100" in result.stdout
-    config = json.loads((out / "config.json").read_text())
+    config = RunConfig.from_values(json.loads((out / "config.json").read_text())).flat()  # the preset's values
     metrics = json.loads((out / "metrics.json").read_text())
-    assert (config["preset"], config["prompt"], config["pad_token_id"], config["seed"]) == \
-        ("ir-reference", "reference-instruction", 0, 171)
+    assert (config["prompt"], config["pad_token_id"], config["seed"]) == ("reference-instruction", 0, 171)
     assert [h["step"] for h in metrics["test_history"]] == [10] == [h["step"] for h in metrics["dev_history"]]
     assert "0 outside the blocks" in (out / "trainable.txt").read_text()  # the head stays random
     from transformers import AutoTokenizer

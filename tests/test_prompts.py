@@ -69,9 +69,9 @@ def test_diff_prompt_rendering_and_context_line():
 
 def test_unknown_prompt_and_class_weight_are_config_errors():
     with pytest.raises(RevtuneError, match="diff, instruction, pair"):
-        RunConfig(prompt="marks")
+        RunConfig.from_values(dict(prompt="marks"))
     with pytest.raises(RevtuneError, match="balanced, none"):
-        RunConfig(class_weight="inverse")
+        RunConfig.from_values(dict(class_weight="inverse"))
 
 
 def test_cli_trains_and_predicts_with_the_diff_prompt(corpus, tmp_path):
@@ -79,7 +79,7 @@ def test_cli_trains_and_predicts_with_the_diff_prompt(corpus, tmp_path):
     result = run_cli("train", *tiny_args(corpus, out, "--prompt", "diff", "--diff-context", "4",
                                          "--class-weight", "balanced"))
     assert result.returncode == 0, result.stderr
-    config = json.loads((out / "config.json").read_text())
+    config = RunConfig.from_values(json.loads((out / "config.json").read_text())).flat()
     assert config["prompt"] == "diff" and config["diff_context"] == 4 and config["class_weight"] == "balanced"
     decision = json.loads((out / "metrics.json").read_text())["decision"]
     assert set(decision["class_weights"]) == set(LABELS)

@@ -72,7 +72,7 @@ def test_sigkill_then_resume_is_bit_for_bit(corpus, tmp_path, select, grad_accum
     assert last_checkpoint(partial / "checkpoints") is not None and not out.exists()
     assert len([p for p in (partial / "checkpoints").iterdir() if p.name.startswith("checkpoint-")]) <= 2
 
-    resumed = train_run(RunConfig(**read_started_config(out)), quiet=True, resume=True)
+    resumed = train_run(RunConfig.from_values(read_started_config(out)), quiet=True, resume=True)
     assert not partial.exists() and not (out / "checkpoints").exists()
     assert diff_runs(reference.path, out) == []
     assert (reference.path / "selection.jsonl").read_bytes() == (out / "selection.jsonl").read_bytes()
@@ -191,8 +191,8 @@ def test_intention_tune_resumes_the_interrupted_step(tmp_path):
     from revtune.intention import IntentionOptions, intention_tune
 
     base = tiny_config(tmp_path)  # writes the corpus files
-    flags = ["--model", "tiny", "--tiny-layers", str(base.tiny_layers), "--train", base.train, "--dev", base.dev,
-             "--test", base.test, "--max-steps", "6", "--batch-size", "4", "--max-length", "160",
+    flags = ["--model", "tiny", "--tiny-layers", str(base.model.tiny_layers), "--train", base.data.train, "--dev", base.data.dev,
+             "--test", base.data.test, "--max-steps", "6", "--batch-size", "4", "--max-length", "160",
              "--dev-generate", "0", "--new-tokens-factor", "0.5", "--new-tokens-floor", "4", "--lora-r", "4",
              "--save-every", "2"]
     reference = config_from_args(build_parser().parse_args(

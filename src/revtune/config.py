@@ -293,8 +293,14 @@ class RunConfig:
 
     @classmethod
     def from_values(cls, values: dict, source=None) -> "RunConfig":
-        """From flat keys (``lora_r``), nested parts (``adapter: {r: 8}``) or both, checked key by key."""
-        return cls(**build_parts(PARTS, nest(PARTS, values, source), source))
+        """From flat keys (``lora_r``), nested parts (``adapter: {r: 8}``) or both, checked key by key; a
+        ``preset`` key puts the preset's values under the others."""
+        values = dict(values)
+        preset = values.pop("preset", None)
+        nested = nest(PARTS, values, source)
+        if preset:
+            _under_preset(nested, str(preset), PARTS)
+        return cls(**build_parts(PARTS, nested, source))
 
     def to_dict(self) -> dict:
         """Nested, JSON-ready: what ``config.json`` holds and :meth:`from_values` reads back."""

@@ -238,6 +238,7 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResul
             prepare_model_for_kbit_training(loaded.model, training.gradient_checkpointing)
         tokenizer = prepare_tokenizer(loaded.tokenizer, loaded.model, pad_token_id=model_part.pad_token_id)
         model = adapter_lib.attach(loaded.model, config.adapter, task.name)
+        strategy.set_outside_blocks(model)  # what trains is settled before the caller's prepare_model sees it
         model = model if model_part.quantize else model.to(device)
         upcast_trainable(model)
         if model_part.fsdp:
