@@ -83,7 +83,7 @@ def test_multi_label_documents_train_with_pos_weight_on_diff_windows(tmp_path):
                     out=str(tmp_path / "multi"), seed=1))
     result = train_run(run, quiet=True)
     weights = result.metrics["decision"]["class_weights"]
-    train = load_splits(run).train
+    train = load_splits(run.data, run.training.seed).train
     for label, weight in weights.items():
         positives = sum(label in r.intents for r in train)
         assert weight == pytest.approx((len(train) - positives) / positives)

@@ -245,7 +245,7 @@ def test_a_short_run_prints_and_records_its_effective_warm_up(corpus, tmp_path, 
     assert result.metrics["effective_warmup_steps"] == 3
     assert "warm-up 3 steps instead of 100" in capsys.readouterr().out
     saved = json.loads((result.path / "config.json").read_text())
-    assert saved["warmup_steps"] == 100
+    assert saved["training"]["warmup_steps"] == 100
     assert json.loads((result.path / "metrics.json").read_text())["effective_warmup_steps"] == 3
 
 
@@ -274,7 +274,7 @@ def test_cosine_runs_score_the_first_forward_of_each_step_with_the_reference_red
     from revtune.models import decoder_blocks
     from revtune.training.run import train_run
 
-    assert RunConfig().flat()["cosine_reduction"] == "batch-mean"
+    assert RunConfig.from_values({"select": "cosine"}).flat()["cosine_reduction"] == "batch-mean"
     seen = {}
 
     def watch(model):

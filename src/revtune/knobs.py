@@ -163,10 +163,18 @@ def add_flag(parser, cls, f: dataclasses.Field, *, extra_help: str = "", keep_de
     if origin is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         return
-    converter = {list: lambda text: coerce(cls, f, text), dict: parse_mapping}.get(origin, origin)
+    converter = {list: lambda text: _as_argument(coerce, cls, f, text), dict: parse_mapping}.get(origin, origin)
     if origin not in (int, float, str, list, dict):
         converter = str
     parser.add_argument(flag, type=converter, metavar=name.upper(), **kw)
+
+
+def _as_argument(convert, *args):
+    """A conversion error inside argparse as argparse's own (usage line, exit 2), not a traceback."""
+    try:
+        return convert(*args)
+    except RevtuneError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def add_flags(parser, cls, skip: tuple[str, ...] = (), keep_defaults: bool = False) -> None:
