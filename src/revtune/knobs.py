@@ -169,12 +169,13 @@ def add_flag(parser, cls, f: dataclasses.Field, *, extra_help: str = "", keep_de
     parser.add_argument(flag, type=converter, metavar=name.upper(), **kw)
 
 
-def _as_argument(convert, *args):
-    """A conversion error inside argparse as argparse's own (usage line, exit 2), not a traceback."""
+def _as_argument(convert, cls, f, text):
+    """A list flag's value; one that does not convert is kept as given, to fail when the config is built
+    (``coerce`` again, one line naming the field, exit 2) rather than as a traceback inside argparse."""
     try:
-        return convert(*args)
-    except RevtuneError as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
+        return convert(cls, f, text)
+    except RevtuneError:
+        return text
 
 
 def add_flags(parser, cls, skip: tuple[str, ...] = (), keep_defaults: bool = False) -> None:
