@@ -27,8 +27,8 @@ def main() -> None:
     matrices = {}
     with tempfile.TemporaryDirectory() as folder:
         for dtype in ("float32", "bfloat16"):
-            config = RunConfig(model=args.model, tiny_layers=args.layers, dtype=dtype, batch_size=4, max_length=64,
-                               max_steps=20, seed=171)
+            config = RunConfig.from_values(dict(model=args.model, tiny_layers=args.layers, dtype=dtype, batch_size=4,
+                                                max_length=64, max_steps=20, seed=171))
             card = build_card(config, CardOptions(probe_batches=2), Path(folder) / dtype, quiet=True)
             r = matrices[dtype] = card.coupling
             off = r[~np.eye(len(r), dtype=bool)]

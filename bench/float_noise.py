@@ -13,23 +13,25 @@ another set) is measured on the tiny model by tests/test_float_noise.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
 from revtune.report import read_selection
-from revtune.selection.registry import SelectionOptions
+from revtune.rundir import read_run
+from revtune.selection.rules import VarianceSplitRule
 from revtune.selection.rules import SENTINEL
 
 
 def fragility(run: Path, relative: float, trials: int, boundary: str | None = None, seed: int = 0) -> dict:
-    config = json.loads((run / "config.json").read_text())
-    boundary = boundary or config["ir_boundary"]
-    if config.get("select") != "ir":
-        raise SystemExit(f"bench: {run} is a '{config.get('select')}' run; this reads ir runs")
-    rule = SelectionOptions(ir_aggregation=config["ir_aggregation"], split_num=config["split_num"],
-                            ir_boundary=boundary, ir_window=config["ir_window"]).split_rule()
+    _, config, _ = read_run(run)
+    options = config.selection.options
+    if options.name != "ir":
+        raise SystemExit(f"bench: {run} is a '{config.selection.select}' run; this reads ir runs")
+    boundary = boundary or options.boundary
+    rule = VarianceSplitRule(dataclasses.replace(options, boundary=boundary))
     rng = np.random.default_rng(seed)
     flips = []
     for record in read_selection(run / "selection.jsonl"):

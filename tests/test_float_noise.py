@@ -11,7 +11,7 @@ import torch
 from revtune.config import RunConfig
 from revtune.report import read_selection
 from revtune.selection.base import Strategy
-from revtune.selection.registry import selection_options
+from revtune.selection.rules import VarianceSplitRule
 from revtune.selection.signals import GradNormSignal, PerturbedSignal
 from revtune.stats import selection_drift
 from revtune.training.run import train_run
@@ -25,11 +25,11 @@ def ir_selections(corpus, out, relative: float | None, gradient_noise: float = 0
     config = RunConfig.from_values(dict(model="tiny", train=str(corpus["train"]), dev=str(corpus["dev"]), test=str(corpus["test"]),
                        max_steps=STEPS, batch_size=4, max_length=64, lora_r=4, lora_alpha=8,
                        learning_rate=1e-3, eval_every=STEPS, out=str(out)))
-    options = selection_options(config)
-    signal = GradNormSignal(options.ir_aggregation)
+    options = config.selection.options
+    signal = GradNormSignal(options.aggregation)
     if relative is not None:
         signal = PerturbedSignal(signal, relative, seed=1)
-    train_run(config, Strategy("ir", signal, options.split_rule()), quiet=True,
+    train_run(config, Strategy("ir", signal, VarianceSplitRule(options)), quiet=True,
               prepare_model=lambda model: perturb_gradients(model, gradient_noise))
     return read_selection(out / "selection.jsonl")
 

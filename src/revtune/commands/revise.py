@@ -17,9 +17,9 @@ class ReviseOptions:
     device: str = knob("auto", "auto, cpu, cuda, cuda:1, mps")
 
     def __post_init__(self):
-        from ..config_values import check_number
+        from ..cli_types import check_positive
 
-        check_number("batch_size", self.batch_size, 1, 1_000_000)
+        check_positive("batch_size", self.batch_size)
 
 
 def add_arguments(parser):
