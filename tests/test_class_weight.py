@@ -78,9 +78,10 @@ def test_multi_label_documents_train_with_pos_weight_on_diff_windows(tmp_path):
             edits = [{"major_intent": name} for name in chosen]
             handle.write(json.dumps({"doc_id": str(i), "before_revision": f"{filler} old{i} {filler}",
                                      "after_revision": f"{filler} new{i} {filler}", "edit_actions": edits}) + "\n")
-    run = RunConfig.from_values(dict(model="tiny", train=str(docs), test=str(docs), max_steps=2, batch_size=4, max_length=64,
-                    lora_r=2, lora_alpha=4, prompt="diff", diff_context=3, class_weight="balanced",
-                    out=str(tmp_path / "multi"), seed=1))
+    run = RunConfig.from_values(dict(
+        model="tiny", train=str(docs), test=str(docs), max_steps=2, batch_size=4, max_length=64,
+        lora_r=2, lora_alpha=4, prompt="diff", diff_context=3, class_weight="balanced",
+        out=str(tmp_path / "multi"), seed=1))
     result = train_run(run, quiet=True)
     weights = result.metrics["decision"]["class_weights"]
     train = load_splits(run.data, run.training.seed).train

@@ -297,9 +297,10 @@ def test_bfloat16_on_cpu_is_mixed_precision_with_float32_trainable_tensors(corpu
         decoder_blocks(model)[0].register_forward_pre_hook(  # inside the Trainer's autocast forward
             lambda module, args: seen["autocast"].append(torch.is_autocast_enabled("cpu")) if module.training else None)
 
-    config = RunConfig.from_values(dict(model="tiny", train=str(corpus["train"]), dev=str(corpus["dev"]), test=str(corpus["test"]),
-                       max_steps=2, batch_size=4, max_length=48, lora_r=2, lora_alpha=4, dtype="bfloat16",
-                       select=select, out=str(tmp_path / "bf16")))
+    config = RunConfig.from_values(dict(
+        model="tiny", train=str(corpus["train"]), dev=str(corpus["dev"]), test=str(corpus["test"]),
+        max_steps=2, batch_size=4, max_length=48, lora_r=2, lora_alpha=4, dtype="bfloat16",
+        select=select, out=str(tmp_path / "bf16")))
     result = train_run(config, prepare_model=inspect, quiet=True)
     params = dict(seen["model"].named_parameters())
     trainable = {n for n, p in params.items() if p.requires_grad}

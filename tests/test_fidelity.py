@@ -67,8 +67,9 @@ def test_the_same_card_in_fp32_and_bf16_has_the_same_coupling(tmp_path):
 
     cards = {}
     for dtype in ("float32", "bfloat16"):
-        config = RunConfig.from_values(dict(model="tiny", tiny_layers=4, dtype=dtype, batch_size=4, max_length=48, max_steps=10,
-                           seed=171))
+        config = RunConfig.from_values(dict(
+            model="tiny", tiny_layers=4, dtype=dtype, batch_size=4, max_length=48, max_steps=10,
+            seed=171))
         cards[dtype] = build_card(config, CardOptions(probe_batches=2), tmp_path / dtype, quiet=True)
     r32, r16 = cards["float32"].coupling, cards["bfloat16"].coupling
     assert np.abs(r32 - np.eye(len(r32))).max() > 0.1  # the blocks are coupled: a real comparison
@@ -415,7 +416,8 @@ def test_preset_values_sit_under_yaml_and_flags(tmp_path, capsys):
     assert (config["learning_rate"], config["seed"]) == (0.001, 5)  # YAML and flags win
     assert (config["freeze_head"], config["prompt"], config["pad_token_id"], config["eval_every"],
             config["test_every"], config["warmup_steps"]) == (True, "reference-instruction", 0, 10, 10, 100)
-    assert config["dtype"] == "float32" and "fp16 (the reference's) needs a GPU" in capsys.readouterr().out
+    assert config["dtype"] == "float32"
+    assert "fp16 (the reference's) needs a GPU" in capsys.readouterr().out
     assert config_from_args(parser.parse_args(["--preset", "ir-reference", "--dtype", "bfloat16"])).model.dtype == "bfloat16"
 
 

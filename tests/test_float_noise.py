@@ -22,9 +22,10 @@ STEPS = 12
 def ir_selections(corpus, out, relative: float | None, gradient_noise: float = 0.0) -> list[dict]:
     """The selection log of a short ir run; ``relative`` perturbs the scores the rule sees,
     ``gradient_noise`` every gradient (what the optimizer and the scores both read)."""
-    config = RunConfig.from_values(dict(model="tiny", train=str(corpus["train"]), dev=str(corpus["dev"]), test=str(corpus["test"]),
-                       max_steps=STEPS, batch_size=4, max_length=64, lora_r=4, lora_alpha=8,
-                       learning_rate=1e-3, eval_every=STEPS, out=str(out)))
+    config = RunConfig.from_values(dict(
+        model="tiny", train=str(corpus["train"]), dev=str(corpus["dev"]), test=str(corpus["test"]),
+        max_steps=STEPS, batch_size=4, max_length=64, lora_r=4, lora_alpha=8,
+        learning_rate=1e-3, eval_every=STEPS, out=str(out)))
     options = config.selection.options
     signal = GradNormSignal(options.aggregation)
     if relative is not None:

@@ -191,7 +191,8 @@ def test_intention_tune_resumes_the_interrupted_step(tmp_path):
     from revtune.intention import IntentionOptions, intention_tune
 
     base = tiny_config(tmp_path)  # writes the corpus files
-    flags = ["--model", "tiny", "--tiny-layers", str(base.model.tiny_layers), "--train", base.data.train, "--dev", base.data.dev,
+    flags = ["--model", "tiny", "--tiny-layers", str(base.model.tiny_layers), "--train", base.data.train,
+             "--dev", base.data.dev,
              "--test", base.data.test, "--max-steps", "6", "--batch-size", "4", "--max-length", "160",
              "--dev-generate", "0", "--new-tokens-factor", "0.5", "--new-tokens-floor", "4", "--lora-r", "4",
              "--save-every", "2"]

@@ -18,7 +18,8 @@ def weight(options) -> Strategy:
 
 
 def cosine(options) -> Strategy:
-    return Strategy(options.spec(), CosineSignal(options.reduction), VarianceSplitRule(options, keep="low", q2_offset=-1))
+    return Strategy(options.spec(), CosineSignal(options.reduction),
+                    VarianceSplitRule(options, keep="low", q2_offset=-1))
 
 
 def all_layers(options) -> Strategy:
