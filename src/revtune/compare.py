@@ -256,9 +256,20 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
                 f"({time.perf_counter() - started:.0f} s)")
         task = config.data.task
         command = command or f"revtune compare --task {task} --select {','.join(specs)} --out {out}"
-        rows = summarize(tmp, runs, specs, config, settings)
+        rows = summarize(tmp, runs, specs, _split_config(config, option_values), settings)
         write_summary(tmp, rows, config, settings, command)
     return CompareResult(out, rows)
+
+
+def _split_config(config, option_values: dict | None):
+    """The run config with the split options given on the command line (``--split-num 2``): the
+    stability section splits each seed's importance frequency with them, as the rows' ir runs did."""
+    from .knobs import cli_fields, flat_name
+    from .selection.options import IrOptions
+
+    split = {flat_name(f) for f in cli_fields(IrOptions)}
+    given = {k: v for k, v in (option_values or {}).items() if k in split}
+    return config.override(select="ir", **given) if given else config
 
 
 def _cell(value, kind: str = "") -> str:
