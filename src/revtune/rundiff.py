@@ -32,6 +32,15 @@ def _without_timings(value, root: str):
     return value
 
 
+def _flat_config(run: Path) -> dict:
+    """A run's settings by flat name (``seed``, ``lora_r``), from its nested ``config.json`` or the flat
+    one of an older run."""
+    from .config import RunConfig, legacy_values
+
+    saved = _json(run / "config.json")
+    return RunConfig.from_values(saved if "data" in saved else legacy_values(saved)).flat()
+
+
 def _same(a, b) -> bool:
     """Equality that treats NaN as equal to NaN (a run that logged NaN twice is the same run)."""
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
@@ -111,7 +120,7 @@ def diff_runs(a: str | Path, b: str | Path, roots: tuple[str, str] | None = None
     ma, mb = (_without_timings(_json(run / "metrics.json"), root) for run, root in ((a, roots[0]), (b, roots[1])))
     if not _same(ma, mb):
         found.append(f"metrics.json: {_first_difference(ma, mb)}")
-    ca, cb = ({k: v for k, v in _without_timings(_json(run / "config.json"), root).items()
+    ca, cb = ({k: v for k, v in _without_timings(_flat_config(run), root).items()
                if k not in CONFIG_KEYS_IGNORED} for run, root in ((a, roots[0]), (b, roots[1])))
     if not _same(ca, cb):
         found.append(f"config.json: {_first_difference(ca, cb)}")
