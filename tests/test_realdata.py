@@ -72,4 +72,4 @@ def test_bench_splits_by_document_and_reports_each_method(tmp_path):
         docs = {name: {r.doc_id for r in rows} for name, rows in parts.items()}
         assert not docs["train"] & docs["test"] and not docs["dev"] & docs["test"] and not docs["train"] & docs["dev"]
         assert sum(len(rows) for rows in parts.values()) == len(read_corpus(data))
-        assert json.loads((out / f"seed{seed}" / "ir" / "config.json").read_text())["prompt"] == "diff"
+        assert json.loads((out / f"seed{seed}" / "ir" / "config.json").read_text())["data"]["prompt"] == "diff"

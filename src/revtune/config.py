@@ -306,6 +306,11 @@ class RunConfig:
         """Nested, JSON-ready: what ``config.json`` holds and :meth:`from_values` reads back."""
         return dataclasses.asdict(self)
 
+    def validate(self) -> None:
+        """Check every part again (each checked itself when built; a part changed since is checked now)."""
+        for part in PARTS:
+            getattr(self, part).__post_init__()
+
     def flat(self) -> dict:
         """Flat name -> value of every setting (``lora_r``, ``split_num`` of the chosen strategy...): the
         keys of a flat YAML file, which :meth:`from_values` reads back."""
