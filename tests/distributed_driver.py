@@ -19,17 +19,33 @@ import torch
 torch.set_num_threads(1)
 
 
+class ByRank:
+    """Each rank trains the layer numbered like itself."""
+
+    def select(self, step, scores, ctx):
+        from revtune import distributed
+
+        return [distributed.rank()], None
+
+
+def disagreeing(options):
+    from revtune.selection.base import NoSignal, Strategy
+
+    return Strategy("disagree", NoSignal(), ByRank())
+
+
 def register_disagreeing_strategy() -> None:
     """``disagree``: each rank trains the layer numbered like itself, so the agreement check must fire."""
-    from revtune import distributed
-    from revtune.selection.base import NoSignal, Strategy
-    from revtune.selection.registry import register
+    from dataclasses import dataclass
 
-    class ByRank:
-        def select(self, step, scores, ctx):
-            return [distributed.rank()], None
+    from revtune.selection.registry import StrategyOptions, register
 
-    register("disagree", "test only")(lambda args, options: Strategy("disagree", NoSignal(), ByRank()))
+    @register
+    @dataclass
+    class DisagreeOptions(StrategyOptions):
+        name = "disagree"
+        help = "test only"
+        factory = "__main__:disagreeing"
 
 
 def runs(job: dict) -> None:
