@@ -80,13 +80,26 @@ def child_command(spec: str, config_file: Path, folder: Path, config) -> list[st
     return command
 
 
-def run_child(command: list[str], log: Path) -> str | None:
-    """Run one row's process with its output in ``log``; None on success, else its one-line error."""
+def run_child(command: list[str], log: Path, progress=None) -> str | None:
+    """Run one row's process with its output in ``log``; None on success, else its one-line error.
+
+    ``progress`` (a tqdm bar) follows the child's own step counter, read from the log as it grows."""
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("TQDM_DISABLE", None)  # the child's bar is what the log is read for
     with log.open("w") as handle:
-        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        while child.poll() is None:
+            try:
+                child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            if progress is not None:
+                _follow(log, progress)
+        code = child.returncode
+    if progress is not None:
+        _follow(log, progress)
     if code == 0:
         return None
     text = log.read_text(errors="replace")
@@ -94,6 +107,22 @@ def run_child(command: list[str], log: Path) -> str | None:
     lines = [line.strip() for line in re.split(r"[\r\n]", text) if line.strip() and "%|" not in line]
     message = errors[-1] if errors else (lines[-1] if lines else "")
     return (message or f"exit code {code}")[:400]
+
+
+STEP_COUNTER = re.compile(rb"(\d+)/(\d+) \[")
+
+
+def _follow(log: Path, progress) -> None:
+    """Move ``progress`` to the last 'N/M [' counter the child's progress bar wrote."""
+    with log.open("rb") as handle:
+        handle.seek(max(0, log.stat().st_size - 4096))
+        found = STEP_COUNTER.findall(handle.read())
+    if found:
+        done, total = (int(v) for v in found[-1])
+        if progress.total != total:
+            progress.reset(total=total)
+        progress.n = done
+        progress.refresh()
 
 
 def steps_to_fraction(history: list[dict], key: str, fraction: float = 0.95) -> int | None:
@@ -115,10 +144,10 @@ def layer_params(folder: Path) -> int | None:
     return sum(int(count.replace(",", "")) for count in rows)
 
 
-def read_row(spec: str, folder: Path, task: str, error: str | None) -> dict:
+def read_row(spec: str, folder: Path, task: str, error: str | None, seed: int | None = None) -> dict:
     """One table row from a finished run directory (or only the error of a failed one)."""
     columns = METRIC_COLUMNS[task]
-    row = {"strategy": spec, "run": folder.name, "adapter": None, **{c: None for c in columns},
+    row = {"strategy": spec, "run": folder.name, "seed": seed, "adapter": None, **{c: None for c in columns},
            "peak_memory_bytes": None, "mean_step_seconds": None, "trainable_params": None,
            "mean_active_layers": None, "steps": None, "steps_to_95": None, "optimizer_state_bytes": None,
            "outside_share": None, "error": error}
@@ -149,30 +178,49 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
     A strategy that fails leaves its one-line error in its row; the others still run. Writes
     ``compare.json``, ``compare.md``, ``config.yaml`` (the settings every row shares), ``logs/`` and plots.
     """
+    from tqdm.auto import tqdm
+
+    from .environment import environment
+    from .report_html import write_report
+
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     specs = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config)
+    seeds = [int(s) for s in config.seeds] or [config.seed]
     out = Path(out or config.out)
-    shared = {k: v for k, v in config.to_dict().items() if k not in ("select", "out", "overwrite")}
+    shared = {k: v for k, v in config.to_dict().items() if k not in ("select", "out", "overwrite", "seeds")}
+    jobs = [(spec, seed, run_name(spec) + (f"_seed{seed}" if len(seeds) > 1 else ""))
+            for spec in specs for seed in seeds]
     rows = []
     with building(out, config.overwrite) as tmp:
         config_file = tmp / "config.yaml"
         write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
         (tmp / "logs").mkdir()
-        for number, spec in enumerate(specs, 1):
-            name = run_name(spec)
-            say(f"revtune compare: [{number}/{len(specs)}] {spec} -> {out / name} (log: logs/{name}.log)")
+        overall = tqdm(total=len(jobs), desc="compare", unit="run", position=0, disable=quiet or None)
+        for number, (spec, seed, name) in enumerate(jobs, 1):
+            overall.set_postfix_str(name)
+            say(f"revtune compare: [{number}/{len(jobs)}] {spec}{f' seed {seed}' if len(seeds) > 1 else ''} -> "
+                f"{out / name} (log: logs/{name}.log)")
             started = time.perf_counter()
             child = child_command(spec, config_file, tmp / name, config)
-            error = run_child(child, tmp / "logs" / f"{name}.log")
+            if len(seeds) > 1:
+                child += ["--seed", str(seed)]
+            steps = tqdm(total=config.max_steps if config.max_steps > 0 else None, desc=f"  {name}",
+                         unit="step", position=1, leave=False, disable=quiet or None)
+            error = run_child(child, tmp / "logs" / f"{name}.log", steps)
+            steps.close()
             if error is None and not (tmp / name / "metrics.json").is_file():
                 error = "the run finished without a metrics.json"
-            rows.append(read_row(spec, tmp / name, config.task, error))
+            rows.append(read_row(spec, tmp / name, config.task, error, seed))
+            overall.update(1)
             say(f"revtune compare:   {'failed: ' + error if error else 'done'} "
                 f"({time.perf_counter() - started:.0f} s)")
+        overall.close()
         command = command or f"revtune compare --task {config.task} --select {','.join(specs)} --out {out}"
         write_json(tmp / "compare.json", rows)
+        write_json(tmp / "environment.json", {**environment(), "command": command, "task": config.task})
         write_text(tmp / "compare.md", compare_markdown(rows, config.task, command))
         plot_compare(tmp, rows, config.task)
+        write_report(tmp, tmp / "report.html", name=out.name)
     return CompareResult(out, rows)
 
 
@@ -205,6 +253,8 @@ def table_columns(task: str) -> list[tuple[str, str, str]]:
 def compare_table(rows: list[dict], task: str) -> str:
     """The rows as a markdown table; failed strategies keep their row, with the error at the end."""
     columns = table_columns(task)
+    if len({row.get("seed") for row in rows}) > 1:
+        columns.insert(1, ("seed", "seed", ""))
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " | error |",
              "|" + "---|" * (len(columns) + 1)]
     for row in rows:

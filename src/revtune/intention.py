@@ -204,8 +204,11 @@ def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bo
             "generation_frequency": metrics["importance_frequency"], "run": "alignment"}
 
 
-def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False) -> IntentionResult:
+def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False,
+                   announce: bool = True) -> IntentionResult:
     """Both steps (and the optional alignment run) into ``config.out``, complete or not at all."""
+    from .environment import environment
+    from .report_html import write_report
     from .selection.registry import selection_options
 
     options = options or IntentionOptions()
@@ -227,11 +230,21 @@ def intention_tune(config, options: IntentionOptions | None = None, quiet: bool 
         metrics = summarise(predictor, generator, s_gen, options, copied, alignment)
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "intention.json", {"options": asdict(options), "config": config.to_dict()})
+        write_json(tmp / "environment.json", environment())
         plot_steps(tmp, metrics["n_layers"], options.alignment)
-    say(f"revtune: done: generator test sari {metrics['test'].get('sari', float('nan')):.2f}, "
-        f"layers {s_gen}" + (f", alignment {alignment['ratio']:.2f}" if options.alignment else "")
-        + f" -> {out}")
-    return IntentionResult(out, metrics)
+        write_report(tmp, tmp / "report.html", name=out.name)
+    result = IntentionResult(out, metrics)
+    if announce:
+        say(intention_line(result))
+    return result
+
+
+def intention_line(result: IntentionResult) -> str:
+    metrics, alignment = result.metrics, result.metrics.get("alignment") or {}
+    return (f"revtune: done: generator test sari {metrics['test'].get('sari', float('nan')):.2f}, "
+            f"layers {metrics['generator_layers']}"
+            + (f", alignment {alignment['ratio']:.2f}" if alignment.get("ratio") is not None else "")
+            + f" -> {result.path} (report: {result.path / 'report.html'})")
 
 
 def summarise(predictor: dict, generator: dict, s_gen, options, copied: int, alignment: dict) -> dict:

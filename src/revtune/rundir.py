@@ -15,6 +15,18 @@ from pathlib import Path
 from .errors import RevtuneError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def permit(path, directory: bool = False) -> None:
+    """The mode a plain ``open``/``mkdir`` would give: tempfile creates 0600 files and 0700 directories,
+    which would hide a run from the user's group whatever their umask says."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def write_json(path: Path, data) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never a prefix."""
     path = Path(path)
@@ -22,6 +34,7 @@ def write_json(path: Path, data) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=2, default=_jsonable)
         handle.write("\n")
+    permit(tmp)
     os.replace(tmp, path)
 
 
@@ -30,6 +43,7 @@ def write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    permit(tmp)
     os.replace(tmp, path)
 
 
@@ -68,6 +82,7 @@ def building(out: str | Path, overwrite: bool = False):
     """Yield a temporary sibling of ``out``; on success move it to ``out``, on failure delete it."""
     out = check_output(out, overwrite)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    permit(tmp, directory=True)
     try:
         yield tmp
     except BaseException:

@@ -98,7 +98,7 @@ def tfidf_run(config) -> dict:
             dev_logits = _logits(model, vectorizer.transform(docs["dev"]), len(labels), True)
             threshold = float(tune_threshold(_targets(splits.dev, labels, True), dev_logits))
         dev = score("dev", threshold)
-        dev_entry = {"step": 1, **{k: v for k, v in dev.items() if k != "per_class"}} if dev else {}
+        dev_entry = {"step": 1, **{k: v for k, v in dev.items() if k not in ("per_class", "confusion")}} if dev else {}
         test = score("test", threshold)
         coef = sum(est.coef_.size for est in model.estimators_) if multi else model.coef_.size
         metrics = {

@@ -25,7 +25,9 @@ def run(args) -> int:
           f"{config.batch_size}; each strategy trains in its own process", flush=True)
     result = compare(config, args.strategies, config.out,
                      command=f"revtune demo --strategies {args.strategies}")
+    from .compare import compare_summary
+
     print(compare_table(result.rows, config.task))
-    print(f"revtune demo: runs in {result.path}/<strategy>/, table in {result.path}/compare.md, "
-          f"plots in {result.path}/compare_*.png")
-    return 0 if all(row.get("error") is None for row in result.rows) else 1
+    summary = compare_summary("demo", result, config.task)
+    summary["exit_code"] = 0 if all(row.get("error") is None for row in result.rows) else 1
+    return summary

@@ -9,7 +9,6 @@ def add_arguments(parser):
     parser.add_argument("--pred", required=True, help="JSONL, one {\"text\": prediction} per line")
     parser.add_argument("--ref", required=True,
                         help="JSONL, one {\"references\": [...]} or {\"text\": reference} per line")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--per-item", action="store_true", help="also give every item's scores")
     parser.add_argument("--sari-variant", choices=VARIANTS, default="iterater",
                         help="how SARI counts empty ratios: iterater (0/0 = 0, default), hf (0/0 = 1), "
@@ -23,11 +22,10 @@ def run(args) -> int:
 
     sources, predictions, references = read_score_files(args.src, args.pred, args.ref)
     scores = score_generation(sources, predictions, references, args.sari_variant, per_item=args.per_item)
-    if args.json:
-        print(json.dumps(scores, indent=2))
-        return 0
-    print(format_scores(scores))
-    return 0
+    if not args.json:
+        print(format_scores(scores))
+    return {"line": f"revtune score: {scores['n']} items, SARI {scores['sari']:.2f}, GLEU {scores['gleu']:.4f}, "
+                    f"Update-R {scores['update_r']:.4f}", **scores}
 
 
 def format_scores(scores: dict) -> str:

@@ -10,7 +10,9 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from ..config import config_from_args
-    from ..training.run import train_run
+    from ..training.run import run_summary, summary_line, train_run
 
-    train_run(config_from_args(args))
-    return 0
+    config = config_from_args(args)
+    result = train_run(config, announce=False)
+    return {"line": summary_line(result.path, result.headline, result.metrics),
+            **run_summary(result.path, config.task, result.headline, result.metrics)}

@@ -28,6 +28,7 @@ from .data import load_splits
 class RunResult:
     path: Path
     metrics: dict
+    headline: str = "macro_f1"  # the task's best-dev metric
 
 
 def adapter_config(config, strategy: Strategy, task_name: str) -> adapter_lib.AdapterConfig:
@@ -68,7 +69,7 @@ class BestDevTracker(TrainerCallback):
             scores = self.task.evaluate(self.model, "dev")
             if not scores:
                 return
-            entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k != "per_class"}}
+            entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k not in ("per_class", "confusion")}}
             self.history.append(entry)
             headline = scores[self.task.headline]
             if self.best is None or headline > self.best[self.task.headline]:
@@ -99,9 +100,24 @@ def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingA
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
         warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs, max_steps=config.max_steps,
-        logging_steps=1, save_strategy="no", eval_strategy="no", report_to=[], seed=config.seed,
+        logging_steps=1, save_strategy="no", eval_strategy="no", seed=config.seed,
+        report_to=[] if config.report_to == "none" else [config.report_to],
         data_seed=config.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=False, bf16=False, fp16=False, **checkpointing)
+
+
+def live_logging(trainer, config, tmp: Path) -> None:
+    """TensorBoard event files inside the run directory (the Trainer's own folder is deleted at the end);
+    W&B's files too, under a project named revtune unless the user set one."""
+    import os
+
+    if config.report_to == "tensorboard":
+        for callback in trainer.callback_handler.callbacks:
+            if type(callback).__name__ == "TensorBoardCallback":
+                callback.logging_dir = str(tmp / "tensorboard")
+    elif config.report_to == "wandb":
+        os.environ.setdefault("WANDB_PROJECT", "revtune")
+        os.environ["WANDB_DIR"] = str(tmp)
 
 
 def planned_steps(config, n_train: int) -> int:
@@ -113,8 +129,10 @@ def planned_steps(config, n_train: int) -> int:
 
 def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
-              quiet: bool = False) -> RunResult:
-    """Train one run and leave a complete run directory at ``config.out`` (or nothing at all)."""
+              quiet: bool = False, announce: bool = True) -> RunResult:
+    """Train one run and leave a complete run directory at ``config.out`` (or nothing at all).
+
+    ``announce`` prints the summary line at the end (the CLI prints it itself, last)."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     seed_everything(config.seed)
@@ -150,6 +168,7 @@ def train_run(config, strategy: Strategy | None = None,
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
+        live_logging(trainer, config, tmp)
         peak = PeakMemory(device)
         peak.reset()
         started = time.perf_counter()
@@ -160,8 +179,9 @@ def train_run(config, strategy: Strategy | None = None,
         metrics.update(peak_memory_bytes=peak_bytes, train_seconds=train_seconds, device=str(device),
                        model=config.model, strategy=strategy.name, adapter=adapters.kind)
         save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded)
-    say(summary_line(config.out, task, metrics))
-    return RunResult(Path(config.out), metrics)
+    if announce:
+        say(summary_line(config.out, task.headline, metrics))
+    return RunResult(Path(config.out), metrics, task.headline)
 
 
 def evaluate_run(task, model, tracker, trainer, selector, layers) -> dict:
@@ -201,7 +221,9 @@ def _load_trainable(model, state: dict) -> None:
 
 
 def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded) -> None:
+    from ..environment import environment
     from ..report import plot_run
+    from ..report_html import write_report
 
     adapter_lib.save_adapter(model, adapters, tmp / "adapter")
     tokenizer.save_pretrained(tmp / "tokenizer")
@@ -210,16 +232,28 @@ def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loade
                 "decision_threshold": metrics["decision"].get("threshold", 0.5)}
     write_json(tmp / "config.json", resolved)
     write_json(tmp / "metrics.json", metrics)
+    write_json(tmp / "environment.json", environment())
     task.finish(model, tmp)
     plot_run(tmp)
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    write_report(tmp, tmp / "report.html", name=Path(config.out).name)
 
 
-def summary_line(out, task, metrics: dict) -> str:
+def summary_line(out, head: str, metrics: dict) -> str:
     test = metrics.get("test") or {}
-    head = task.headline
     score = f"test {head} {test[head]:.4f}" if head in test else f"best dev {head} " \
         f"{metrics['best_dev'].get(head, float('nan')):.4f}"
     return (f"revtune: done: {score}, {metrics['steps']} steps, {metrics['mean_step_seconds']:.2f} s/step, "
             f"peak {metrics['peak_memory_bytes'] / 2**30:.2f} GiB, "
-            f"{metrics['mean_active_layers']:.1f}/{metrics['n_layers']} layers per step -> {out}")
+            f"{metrics['mean_active_layers']:.1f}/{metrics['n_layers']} layers per step -> {out} "
+            f"(report: {Path(out) / 'report.html'})")
+
+
+def run_summary(out, task_name: str, headline: str, metrics: dict) -> dict:
+    """What ``revtune train --json`` prints: where the run is and its headline figures."""
+    test = metrics.get("test") or {}
+    return {"run": str(out), "report": str(Path(out) / "report.html"), "task": task_name,
+            "headline": headline, "test": {k: v for k, v in test.items() if isinstance(v, (int, float))},
+            "best_dev": metrics.get("best_dev"), "steps": metrics.get("steps"),
+            "mean_step_seconds": metrics.get("mean_step_seconds"), "peak_memory_bytes": metrics.get("peak_memory_bytes"),
+            "mean_active_layers": metrics.get("mean_active_layers"), "n_layers": metrics.get("n_layers")}

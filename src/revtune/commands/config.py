@@ -1,0 +1,7 @@
+HELP = "todo"
+
+def add_arguments(parser):
+    pass
+
+def run(args):
+    return {}
