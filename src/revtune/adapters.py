@@ -20,6 +20,7 @@ from .models import decoder_blocks
 ADAPTERS = ("lora", "dora", "bottleneck", "none")
 REFERENCE_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
 HEAD_NAMES = ("score", "classifier")
+PEFT_TASK_TYPES = {"intent": "SEQ_CLS", "revise": "CAUSAL_LM"}
 BOTTLENECK_FILE = "bottleneck.safetensors"
 REVTUNE_ADAPTER_CONFIG = "revtune_adapter.json"
 
@@ -190,14 +191,26 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path) -> None:
+def blocks_name(model: nn.Module) -> str:
+    """The attribute name of the decoder blocks' ModuleList (``layers``, ``h``): peft's ``layers_pattern``."""
+    blocks = decoder_blocks(model)
+    return next(name for name, module in model.named_modules() if module is blocks).rsplit(".", 1)[-1]
+
+
+def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path, task: str | None = None,
+                 trained_layers: list[int] | None = None, base_model_name: str | None = None) -> None:
     """peft adapters through ``save_pretrained`` (so ``PeftModel.from_pretrained`` loads them); others as
-    safetensors of the trainable tensors beside a small JSON that says how to rebuild them."""
+    safetensors of the trainable tensors beside a small JSON that says how to rebuild them.
+
+    A peft adapter is saved as a first-class artefact: its ``task_type`` set (so ``AutoPeftModelFor...``
+    picks the right head), ``base_model_name_or_path`` a name a user can resolve, and, when some layers
+    never trained (``fixed``, ``card:``, ``frequency:``), only the trained layers (``layers_to_transform``):
+    an untrained LoRA/DoRA layer is the identity, so leaving it out changes no output."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     if config.kind in ("lora", "dora"):
-        model.save_pretrained(folder)
+        _save_peft(model, folder, task, trained_layers, base_model_name)
         extra = {n: t for n, t in adapter_state(model).items()
                  if "lora_" not in n and "modules_to_save" not in n}
     else:
@@ -205,6 +218,28 @@ def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path) -> None:
     if extra:
         save_file(extra, str(folder / BOTTLENECK_FILE))
     (folder / REVTUNE_ADAPTER_CONFIG).write_text(json.dumps(asdict(config), indent=2))
+
+
+def _save_peft(model, folder: Path, task: str | None, trained_layers, base_model_name: str | None) -> None:
+    peft_config = model.peft_config["default"]
+    kept = {k: getattr(peft_config, k) for k in ("task_type", "base_model_name_or_path", "layers_to_transform",
+                                                  "layers_pattern")}
+    kwargs = {}
+    if task:
+        peft_config.task_type = PEFT_TASK_TYPES[task]
+    if base_model_name:
+        peft_config.base_model_name_or_path = base_model_name
+    layers = layer_map(model)
+    if trained_layers is not None and 0 < len(set(trained_layers)) < layers.n_layers:
+        trained = sorted(set(trained_layers))
+        peft_config.layers_to_transform, peft_config.layers_pattern = trained, blocks_name(model)
+        untrained = {name for index, names in enumerate(layers.names) if index not in trained for name in names}
+        kwargs["state_dict"] = {k: v for k, v in model.state_dict().items() if k not in untrained}
+    try:
+        model.save_pretrained(folder, **kwargs)
+    finally:
+        for key, value in kept.items():
+            setattr(peft_config, key, value)
 
 
 def load_adapter(model: nn.Module, folder: Path, task: str) -> nn.Module:

@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     from .environment import set_command
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--quiet" in argv or "--json" in argv:
+        os.environ["TQDM_DISABLE"] = "1"  # read once, when tqdm is imported: before any command module is
     parser = build_parser()
     args = parser.parse_args(argv)
     set_command(argv)
     scripted = args.quiet or args.json
-    if scripted:
-        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads TQDM_* defaults, also the Trainer's bar
     stdout = args.stdout = sys.stdout
     try:
         with contextlib.redirect_stdout(open(os.devnull, "w")) if scripted else contextlib.nullcontext():

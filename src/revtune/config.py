@@ -180,9 +180,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] 
 
 
 def load_yaml(path: str | Path) -> dict:
+    """A config file's keys, checked against the fields; a shipped recipe's name works as a path too."""
+    from .recipes import find_recipe
+
     path = Path(path)
     if not path.is_file():
-        raise RevtuneError("config file not found", path=path)
+        path = find_recipe(str(path)) or path
+    if not path.is_file():
+        raise RevtuneError("config file not found (nor a shipped recipe: revtune config list)", path=path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

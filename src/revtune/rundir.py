@@ -88,6 +88,9 @@ def building(out: str | Path, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for folder, _, files in os.walk(tmp):  # libraries (safetensors) write some files 0600
+        for name in files:
+            permit(os.path.join(folder, name))
     if out.exists():
         trash = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, trash)

@@ -135,6 +135,8 @@ def train_run(config, strategy: Strategy | None = None,
     ``announce`` prints the summary line at the end (the CLI prints it itself, last)."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    # peft checks the vocabulary against the base's config, and a tiny base is only saved at the end
+    warnings.filterwarnings("ignore", message="Could not find a config file", module="peft")
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     splits = load_splits(config)
@@ -222,21 +224,39 @@ def _load_trainable(model, state: dict) -> None:
 
 def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded) -> None:
     from ..environment import environment
+    from ..modelcard import trained_layers, write_task_and_card
+    from ..models import TINY_BASE, resolvable_name
     from ..report import plot_run
     from ..report_html import write_report
 
-    adapter_lib.save_adapter(model, adapters, tmp / "adapter")
+    base_name = resolvable_name(config.model, config.out)
+    adapter_lib.save_adapter(model, adapters, tmp / "adapter", task.name, trained_layers(metrics), base_name)
     tokenizer.save_pretrained(tmp / "tokenizer")
+    tokenizer.save_pretrained(tmp / "adapter")  # AutoPeftModel reads the tokenizer beside the adapter
+    if config.model == "tiny":
+        save_tiny_base(config, task, tmp / TINY_BASE, tokenizer)
     resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
-                "adapter": adapters.kind, "model_source": loaded.source,
+                "adapter": adapters.kind, "model_source": loaded.source, "base_model_name": base_name,
                 "decision_threshold": metrics["decision"].get("threshold", 0.5)}
+    env = environment()
     write_json(tmp / "config.json", resolved)
     write_json(tmp / "metrics.json", metrics)
-    write_json(tmp / "environment.json", environment())
+    write_json(tmp / "environment.json", env)
+    write_task_and_card(tmp / "adapter", resolved, metrics, env, base_name, merged=False)
     task.finish(model, tmp)
     plot_run(tmp)
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
     write_report(tmp, tmp / "report.html", name=Path(config.out).name)
+
+
+def save_tiny_base(config, task, folder: Path, tokenizer) -> None:
+    """The tiny model's random base (rebuilt from its seed, as ``predict`` does), with the run's labels in
+    its config: the base a tiny run's adapter names, so peft's auto classes can load it like any other."""
+    base = load_model("tiny", task.model_task, task.splits.labels, task.splits.multi_label,
+                      resolve_dtype(config.dtype), config.seed, config.tiny_layers)
+    prepare_tokenizer(base.tokenizer, base.model)
+    base.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def summary_line(out, head: str, metrics: dict) -> str:
