@@ -195,7 +195,7 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
         config_file = tmp / "config.yaml"
         write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
         (tmp / "logs").mkdir()
-        overall = tqdm(total=len(jobs), desc="compare", unit="run", position=0, disable=quiet or None)
+        overall = tqdm(total=len(jobs), desc="compare", unit="run", position=0, disable=quiet)
         for number, (spec, seed, name) in enumerate(jobs, 1):
             overall.set_postfix_str(name)
             say(f"revtune compare: [{number}/{len(jobs)}] {spec}{f' seed {seed}' if len(seeds) > 1 else ''} -> "
@@ -205,7 +205,7 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
             if len(seeds) > 1:
                 child += ["--seed", str(seed)]
             steps = tqdm(total=config.max_steps if config.max_steps > 0 else None, desc=f"  {name}",
-                         unit="step", position=1, leave=False, disable=quiet or None)
+                         unit="step", position=1, leave=False, disable=quiet)
             error = run_child(child, tmp / "logs" / f"{name}.log", steps)
             steps.close()
             if error is None and not (tmp / name / "metrics.json").is_file():

@@ -46,7 +46,7 @@ def run(args) -> int:
     defaults = {key: value for key, value in (("select", DEFAULT_SELECT), ("out", DEFAULT_OUT))
                 if key not in vars(args) and key not in in_yaml}
     config = config_from_args(args, **defaults)
-    result = compare(config, config.select, command=command_line(args))
+    result = compare(config, config.select, command=command_line(args), quiet=args.quiet or args.json)
     print(compare_table(result.rows, config.task))
     return compare_summary("compare", result, config.task)
 

@@ -24,7 +24,7 @@ def run(args) -> int:
     print(f"revtune demo: model {config.model}, shipped corpus, {config.max_steps} steps of batch "
           f"{config.batch_size}; each strategy trains in its own process", flush=True)
     result = compare(config, args.strategies, config.out,
-                     command=f"revtune demo --strategies {args.strategies}")
+                     command=f"revtune demo --strategies {args.strategies}", quiet=args.quiet or args.json)
     from .compare import compare_summary
 
     print(compare_table(result.rows, config.task))

@@ -106,6 +106,15 @@ def training_arguments(config, tmp: Path, device, total_steps: int) -> TrainingA
         dataloader_num_workers=0, disable_tqdm=False, bf16=False, fp16=False, **checkpointing)
 
 
+def check_report_to(config) -> None:
+    """A missing logger is a one-line error before any training, not a traceback from the Trainer."""
+    import importlib.util
+
+    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+        raise RevtuneError(f"--report-to {config.report_to} needs the {config.report_to} package: "
+                           f"pip install {config.report_to} (or revtune[logging])", field="report_to")
+
+
 def live_logging(trainer, config, tmp: Path) -> None:
     """TensorBoard event files inside the run directory (the Trainer's own folder is deleted at the end);
     W&B's files too, under a project named revtune unless the user set one."""
@@ -137,6 +146,7 @@ def train_run(config, strategy: Strategy | None = None,
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     # peft checks the vocabulary against the base's config, and a tiny base is only saved at the end
     warnings.filterwarnings("ignore", message="Could not find a config file", module="peft")
+    check_report_to(config)
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     splits = load_splits(config)
