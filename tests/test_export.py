@@ -21,7 +21,8 @@ def runs(corpus, tmp_path_factory):
     intent = run_cli("train", *tiny_args(corpus, folder / "runs" / "ir", "--select", "fixed:0-2"))
     assert intent.returncode == 0, intent.stderr
     revise = run_cli("train", *tiny_args(corpus, folder / "runs" / "gen", "--task", "revise", "--select", "all",
-                                         "--dev-generate", "2"))
+                                         "--dev-generate", "2", "--max-length", "160", "--new-tokens-floor", "4",
+                                         "--new-tokens-factor", "0.5"))
     assert revise.returncode == 0, revise.stderr
     return folder
 

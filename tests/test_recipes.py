@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "src" / "revtune" / "configs"
 ALL = sorted(RECIPES.rglob("*.yaml"))
 CPU = [p for p in ALL if "needs a GPU" not in p.read_text().splitlines()[0]]
-TINY = ["--model", "tiny", "--max-steps", "2", "--batch-size", "4", "--max-length", "64", "--lora-r", "4",
-        "--lora-alpha", "8", "--eval-every", "2", "--dev-generate", "2", "--overwrite"]
+TINY = ["--model", "tiny", "--max-steps", "2", "--batch-size", "4", "--max-length", "160", "--lora-r", "4",
+        "--lora-alpha", "8", "--eval-every", "2", "--dev-generate", "2", "--new-tokens-floor", "4",
+        "--new-tokens-factor", "0.5", "--overwrite"]
 
 
 def relative(path: Path) -> str:
