@@ -5,7 +5,13 @@ import re
 
 import pytest
 from browser import render
+
+from revtune.report_html import compare_runs
 from conftest import run_cli, tiny_args
+
+from revtune.config import RunConfig
+
+SEEDS = "seeds" in RunConfig.__dataclass_fields__  # compare --seeds (issue 14)
 
 HEATMAP_DECODED = ("(() => { const img = document.getElementById('selection-heatmap');"
                    " return img !== null && img.complete && img.naturalWidth > 100; })()")
@@ -16,8 +22,8 @@ def runs(corpus, tmp_path_factory):
     folder = tmp_path_factory.mktemp("reports")
     train = run_cli("train", *tiny_args(corpus, folder / "ir", "--select", "ir"))
     assert train.returncode == 0, train.stderr
-    compare = run_cli("compare", *tiny_args(corpus, folder / "cmp", "--select", "ir,all", "--seeds", "1,2",
-                                            "--max-steps", "3"))
+    seeds = ["--seeds", "1,2"] if SEEDS else []
+    compare = run_cli("compare", *tiny_args(corpus, folder / "cmp", "--select", "ir,all", *seeds, "--max-steps", "3"))
     assert compare.returncode == 0, compare.stderr
     return folder, compare
 
@@ -54,15 +60,26 @@ def test_report_refuses_a_directory_that_is_no_run(tmp_path):
     assert result.returncode == 2 and "not a run, compare or intention-tune directory" in result.stderr
 
 
-def test_compare_report_has_strategies_side_by_side_and_the_seeds_spread(runs):
+def test_compare_report_has_strategies_side_by_side(runs):
     folder, compare = runs
-    rows = json.loads((folder / "cmp" / "compare.json").read_text())
-    assert sorted((r["strategy"], r["seed"]) for r in rows) == [("all", 1), ("all", 2), ("ir", 1), ("ir", 2)]
     text = (folder / "cmp" / "report.html").read_text()
     assert_self_contained(text)
-    assert "Seeds&#x27; spread" in text or "Seeds' spread" in text
-    assert text.count('href="ir_seed1/report.html"') == 1  # each row links its run's own report
-    assert "compare" in compare.stderr and "4/4" in compare.stderr  # the progress bar over runs
+    assert "Layers trained per step, per strategy" in text and "Importance frequency per layer, per strategy" in text
+    runs = compare_runs(json.loads((folder / "cmp" / "compare.json").read_text()))
+    assert {r["strategy"] for r in runs} == {"ir", "all"}
+    for run in runs:  # each row links its run's own report
+        assert text.count(f'href="{run["run"]}/report.html"') == 1
+    n = len(runs)
+    assert "compare: 100%" in compare.stderr and f"{n}/{n}" in compare.stderr  # the progress bar over runs
+
+
+@pytest.mark.skipif(not SEEDS, reason="compare --seeds arrives with issue 14; the report reads its per_seed rows")
+def test_compare_report_shows_the_seeds_spread(runs):
+    folder, _ = runs
+    runs = compare_runs(json.loads((folder / "cmp" / "compare.json").read_text()))
+    assert sorted((r["strategy"], r["seed"]) for r in runs) == [("all", 1), ("all", 2), ("ir", 1), ("ir", 2)]
+    text = (folder / "cmp" / "report.html").read_text()
+    assert "Seeds&#x27; spread" in text and "±" in text
 
 
 def test_browser_renders_the_run_report_with_no_console_error(runs, tmp_path):

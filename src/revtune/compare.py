@@ -144,10 +144,10 @@ def layer_params(folder: Path) -> int | None:
     return sum(int(count.replace(",", "")) for count in rows)
 
 
-def read_row(spec: str, folder: Path, task: str, error: str | None, seed: int | None = None) -> dict:
+def read_row(spec: str, folder: Path, task: str, error: str | None) -> dict:
     """One table row from a finished run directory (or only the error of a failed one)."""
     columns = METRIC_COLUMNS[task]
-    row = {"strategy": spec, "run": folder.name, "seed": seed, "adapter": None, **{c: None for c in columns},
+    row = {"strategy": spec, "run": folder.name, "adapter": None, **{c: None for c in columns},
            "peak_memory_bytes": None, "mean_step_seconds": None, "trainable_params": None,
            "mean_active_layers": None, "steps": None, "steps_to_95": None, "optimizer_state_bytes": None,
            "outside_share": None, "error": error}
@@ -185,32 +185,27 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     specs = check_specs(strategies.split(",") if isinstance(strategies, str) else list(strategies), config)
-    seeds = [int(s) for s in config.seeds] or [config.seed]
     out = Path(out or config.out)
-    shared = {k: v for k, v in config.to_dict().items() if k not in ("select", "out", "overwrite", "seeds")}
-    jobs = [(spec, seed, run_name(spec) + (f"_seed{seed}" if len(seeds) > 1 else ""))
-            for spec in specs for seed in seeds]
+    shared = {k: v for k, v in config.to_dict().items() if k not in ("select", "out", "overwrite")}
     rows = []
     with building(out, config.overwrite) as tmp:
         config_file = tmp / "config.yaml"
         write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
         (tmp / "logs").mkdir()
-        overall = tqdm(total=len(jobs), desc="compare", unit="run", position=0, disable=quiet)
-        for number, (spec, seed, name) in enumerate(jobs, 1):
+        overall = tqdm(total=len(specs), desc="compare", unit="run", position=0, disable=quiet)
+        for number, spec in enumerate(specs, 1):
+            name = run_name(spec)
             overall.set_postfix_str(name)
-            say(f"revtune compare: [{number}/{len(jobs)}] {spec}{f' seed {seed}' if len(seeds) > 1 else ''} -> "
-                f"{out / name} (log: logs/{name}.log)")
+            say(f"revtune compare: [{number}/{len(specs)}] {spec} -> {out / name} (log: logs/{name}.log)")
             started = time.perf_counter()
             child = child_command(spec, config_file, tmp / name, config)
-            if len(seeds) > 1:
-                child += ["--seed", str(seed)]
             steps = tqdm(total=config.max_steps if config.max_steps > 0 else None, desc=f"  {name}",
                          unit="step", position=1, leave=False, disable=quiet)
             error = run_child(child, tmp / "logs" / f"{name}.log", steps)
             steps.close()
             if error is None and not (tmp / name / "metrics.json").is_file():
                 error = "the run finished without a metrics.json"
-            rows.append(read_row(spec, tmp / name, config.task, error, seed))
+            rows.append(read_row(spec, tmp / name, config.task, error))
             overall.update(1)
             say(f"revtune compare:   {'failed: ' + error if error else 'done'} "
                 f"({time.perf_counter() - started:.0f} s)")
@@ -253,8 +248,6 @@ def table_columns(task: str) -> list[tuple[str, str, str]]:
 def compare_table(rows: list[dict], task: str) -> str:
     """The rows as a markdown table; failed strategies keep their row, with the error at the end."""
     columns = table_columns(task)
-    if len({row.get("seed") for row in rows}) > 1:
-        columns.insert(1, ("seed", "seed", ""))
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " | error |",
              "|" + "---|" * (len(columns) + 1)]
     for row in rows:

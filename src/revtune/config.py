@@ -87,8 +87,6 @@ class RunConfig:
     # --- live logging (issue 16) ---
     report_to: str = _f("none", "live logging of the Trainer and the layer selection: none, tensorboard "
                         "(event files in OUT/tensorboard) or wandb (WANDB_MODE=offline works without network)")
-    seeds: list = _f([], "compare: train every strategy once per seed, e.g. 1,2,3 (default: --seed once); "
-                     "report.html shows the spread")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
 
@@ -115,7 +113,6 @@ class RunConfig:
              "expected factor > 0 and floor >= 1"),
             (self.dev_generate >= 0, "dev_generate", "expected >= 0"),
             (self.report_to in REPORT_TO, "report_to", f"expected one of {', '.join(REPORT_TO)}"),
-            (all(_is_integer(s) for s in self.seeds), "seeds", "expected integers, e.g. 1,2,3"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -123,10 +120,6 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
 
 
 def _is_float(text: str) -> bool:
@@ -172,7 +165,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] 
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif f.name in ("columns", "upsample"):
             parser.add_argument(flag, type=_parse_mapping, **kw)
-        elif f.name in ("ir_window", "target_modules", "seeds"):
+        elif f.name in ("ir_window", "target_modules"):
             parser.add_argument(flag, type=_parse_list, **kw)
         else:
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)

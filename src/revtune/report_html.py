@@ -373,10 +373,19 @@ def _mean_spread(values) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else None
 
 
+def compare_runs(rows: list[dict]) -> list[dict]:
+    """One entry per run directory: a row that aggregates several seeds lists its runs in ``per_seed``."""
+    runs = []
+    for row in rows:
+        for run in row.get("per_seed") or [row]:
+            runs.append({**run, "strategy": row["strategy"]})
+    return runs
+
+
 def compare_sections(folder: Path, name: str) -> tuple[str, list[str]]:
     from .compare import METRIC_COLUMNS  # the same columns as compare.md
 
-    rows = _read_json(folder / "compare.json", [])
+    rows = compare_runs(_read_json(folder / "compare.json", []))
     env = _read_json(folder / "environment.json", {})
     task = env.get("task") or ("revise" if any("sari" in r for r in rows) else "intent")
     columns = METRIC_COLUMNS[task]
@@ -400,38 +409,38 @@ def compare_sections(folder: Path, name: str) -> tuple[str, list[str]]:
     several = any(len(g) > 1 for g in groups.values())
     if several:
         spread_rows = []
-        for name, group in groups.items():
+        for strategy, group in groups.items():
             cells = []
             for column in columns:
                 mean, spread = _mean_spread([r.get(column) for r in group])
                 cells.append(None if mean is None else f"{mean:.4f}" + (f" ± {spread:.4f}" if spread else ""))
-            spread_rows.append([name, len(group), *cells])
+            spread_rows.append([strategy, len(group), *cells])
         body.append(section("Seeds' spread (mean ± standard deviation)",
                             table(["strategy", "seeds", *columns], spread_rows)))
     if done:
         body.append(section("Loss and dev curves", curves([(r["run"], runs[r["run"]]) for r in done], headline)))
     panels, frequencies = [], []
-    for name, group in groups.items():
+    for strategy, group in groups.items():
         first = group[0]
         n_layers = int(runs[first["run"]].get("n_layers") or 0)
         records = read_selection(folder / first["run"] / "selection.jsonl")
         if not records:
             continue
-        title = name + (f" (seed {first.get('seed')})" if len(group) > 1 else "")
+        title = strategy + (f" (seed {first.get('seed')})" if len(group) > 1 else "")
         panels.append((title, records, n_layers))
         counts = [_frequency(runs[r["run"]], read_selection(folder / r["run"] / "selection.jsonl")) for r in group]
         counts = np.asarray([c for c in counts if len(c) == n_layers] or [[0] * n_layers], dtype=float)
-        frequencies.append((name, counts.mean(axis=0).tolist(),
+        frequencies.append((strategy, counts.mean(axis=0).tolist(),
                             counts.std(axis=0).tolist() if len(counts) > 1 else None, None))
     body.append(section("Layers trained per step, per strategy", heatmaps(panels)))
     body.append(section("Importance frequency per layer, per strategy"
                         + (" (mean, bars: spread over seeds)" if several else ""), frequency_bars(frequencies)))
     if done:
-        names = list(groups)
-        peaks = [_mean_spread([r.get("peak_memory_bytes") for r in groups[n]]) for n in names]
-        steps = [_mean_spread([r.get("mean_step_seconds") for r in groups[n]]) for n in names]
+        strategies = list(groups)
+        peaks = [_mean_spread([r.get("peak_memory_bytes") for r in groups[n]]) for n in strategies]
+        steps = [_mean_spread([r.get("mean_step_seconds") for r in groups[n]]) for n in strategies]
         body.append(section("Peak memory and step time", cost_bars(
-            names, [p[0] for p in peaks], [s[0] for s in steps],
+            strategies, [p[0] for p in peaks], [s[0] for s in steps],
             [p[1] or 0 for p in peaks] if several else None, [s[1] or 0 for s in steps] if several else None)))
         body.append(section("Trainable parameters", table(
             ["strategy", "trainable", "mean trainable/step", "AdamW state MiB", "outside blocks"],
@@ -464,9 +473,9 @@ def intention_sections(folder: Path, name: str) -> tuple[str, list[str]]:
             + (f' &middot; alignment ratio {alignment["ratio"]:.2f}' if alignment.get("ratio") is not None else "")
             + "</p>"]
     rows = []
-    for name in parts:
-        test = runs[name].get("test") or {}
-        rows.append([name, runs[name].get("strategy"), *[test.get(k) for k in ("macro_f1", "accuracy", "sari", "gleu",
+    for part in parts:
+        test = runs[part].get("test") or {}
+        rows.append([part, runs[part].get("strategy"), *[test.get(k) for k in ("macro_f1", "accuracy", "sari", "gleu",
                                                                                  "update_r", "copy_rate")]])
     body.append(section("Metrics (test, final step)", table(["step", "strategy", "macro_f1", "accuracy", "sari",
                                                              "gleu", "update_r", "copy_rate"], rows)))
