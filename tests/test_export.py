@@ -63,7 +63,7 @@ def test_merged_export_predicts_what_revtune_predict_predicts(runs, corpus, tmp_
     out = tmp_path / "merged"
     result = run_cli("export", runs / "runs" / "ir", "--merge", "--out", out)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().count("\n") == 0 and "merged transformers model" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("revtune export: merged transformers model ->")
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
     model = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(out))
