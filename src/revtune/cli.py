@@ -16,8 +16,8 @@ import os
 import sys
 
 from . import __version__
-from .commands import (compare, config, demo, export, intention_tune, layer_card, predict, report, revise, score,
-                       train)
+from .commands import (compare, config, demo, export, intention_tune, layer_card, output_flags, predict, report,
+                       revise, score, train)
 from .errors import RevtuneError
 
 COMMANDS = {
@@ -33,14 +33,6 @@ COMMANDS = {
     "export": export,
     "config": config,
 }
-
-
-def output_flags() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("output")
-    group.add_argument("--quiet", action="store_true", help="print only the final summary line (no progress)")
-    group.add_argument("--json", action="store_true", help="print the summary as one JSON object (no progress)")
-    return common
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -99,6 +99,14 @@ def _module(param_name: str) -> str:
     return ".".join(parts[:cut])
 
 
+def saved_layers(run: Path, n_layers: int) -> list[int]:
+    """The layers the predictor's adapter holds: all, or its ``layers_to_transform`` when some layers never
+    trained (their adapters were the identity, so the generator's own initialisation is as good)."""
+    path = Path(run) / "adapter" / "adapter_config.json"
+    saved = json.loads(path.read_text()).get("layers_to_transform") if path.is_file() else None
+    return list(saved) if saved else list(range(n_layers))
+
+
 def transfer_adapters(model, tensors: dict[str, torch.Tensor], layers: list[int], source="predictor") -> int:
     """Copy the predictor's adapter tensors into the generator's adapter parameters of ``layers``, matched
     by name inside the decoder blocks; a missing tensor or a shape mismatch is an error naming the module.
@@ -176,6 +184,7 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
     strategy = Strategy(f"frequency:{final_predictor}", NoSignal(),
                         FrequencyRule(s_gen, frequency, str(final_predictor)))
     init = {"selected": s_gen, "all": list(range(len(frequency))), "none": []}[options.init_layers]
+    init = [layer for layer in init if layer in saved_layers(predictor, len(frequency))]
     tensors = predictor_tensors(predictor) if init else {}
     copied = []
 

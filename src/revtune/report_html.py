@@ -394,16 +394,17 @@ def compare_sections(folder: Path, name: str) -> tuple[str, list[str]]:
     runs = {row["run"]: _read_json(folder / row["run"] / "metrics.json", {}) for row in done}
     body = [f'<p class="facts">compare of {len(_grouped(rows))} strategies ({task}), {len(rows)} runs</p>']
     table_rows = []
+    seeded = any(row.get("seed") is not None for row in rows)
     for row in rows:
         link = Markup(f'<a href="{esc(row["run"])}/report.html">{esc(row["strategy"])}</a>') \
             if row.get("error") is None and (folder / row["run"] / "report.html").is_file() else row["strategy"]
-        table_rows.append([link, row.get("seed"), row.get("adapter"), *[row.get(c) for c in columns],
+        table_rows.append([link, *([row.get("seed")] if seeded else []), row.get("adapter"), *[row.get(c) for c in columns],
                            (row.get("peak_memory_bytes") or 0) / 2**20 if row.get("peak_memory_bytes") else None,
                            row.get("mean_step_seconds"), row.get("trainable_params"),
                            (row.get("optimizer_state_bytes") or 0) / 2**20 if row.get("optimizer_state_bytes") else None,
                            row.get("mean_active_layers"), row.get("steps_to_95"),
                            Markup(f'<span class="err">{esc(row["error"])}</span>') if row.get("error") else ""])
-    body.append(section("Metrics", table(["strategy", "seed", "adapter", *columns, "peak MiB", "s/step", "trainable",
+    body.append(section("Metrics", table(["strategy", *(["seed"] if seeded else []), "adapter", *columns, "peak MiB", "s/step", "trainable",
                                           "AdamW state MiB", "layers/step", "steps to 95%", "error"], table_rows)))
     groups = _grouped(done)
     several = any(len(g) > 1 for g in groups.values())

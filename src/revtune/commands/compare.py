@@ -24,7 +24,7 @@ def command_line(args) -> str:
 
     parts = ["revtune", "compare"]
     for key, value in vars(args).items():
-        if key == "command" or value is None:
+        if key in ("command", "stdout", "quiet", "json") or value is None:
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):

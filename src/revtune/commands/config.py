@@ -4,11 +4,14 @@ HELP = "show the fully resolved config of a command line (YAML, defaults include
 
 def add_arguments(parser):
     from ..config import add_config_arguments
+    from . import output_flags
 
     sub = parser.add_subparsers(dest="action", required=True)
-    show = sub.add_parser("show", help="print every config field as resolved from --config and the flags")
+    show = sub.add_parser("show", help="print every config field as resolved from --config and the flags",
+                          parents=[output_flags()])
     add_config_arguments(show)
-    sub.add_parser("list", help="list the recipes shipped inside the package (use: --config NAME)")
+    sub.add_parser("list", help="list the recipes shipped inside the package (use: --config NAME)",
+                   parents=[output_flags()])
 
 
 def run(args):
