@@ -205,12 +205,13 @@ def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path, task: st
     A peft adapter is saved as a first-class artefact: its ``task_type`` set (so ``AutoPeftModelFor...``
     picks the right head), ``base_model_name_or_path`` a name a user can resolve, and, when some layers
     never trained (``fixed``, ``card:``, ``frequency:``), only the trained layers (``layers_to_transform``):
-    an untrained LoRA/DoRA layer is the identity, so leaving it out changes no output."""
+    an untrained LoRA layer is the identity (B = 0), so leaving it out changes no output. DoRA keeps every
+    layer (an untrained layer's magnitude need not be its initial one)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     if config.kind in ("lora", "dora"):
-        _save_peft(model, folder, task, trained_layers, base_model_name)
+        _save_peft(model, folder, task, trained_layers if config.kind == "lora" else None, base_model_name)
         extra = {n: t for n, t in adapter_state(model).items()
                  if "lora_" not in n and "modules_to_save" not in n}
     else:
@@ -230,8 +231,13 @@ def _save_peft(model, folder: Path, task: str | None, trained_layers, base_model
     if base_model_name:
         peft_config.base_model_name_or_path = base_model_name
     layers = layer_map(model)
-    if trained_layers is not None and 0 < len(set(trained_layers)) < layers.n_layers:
-        trained = sorted(set(trained_layers))
+    # A layer that never trained is left out only while it is the identity (every lora_B still zero): a
+    # layer initialised from elsewhere (Intention-Tuning's init_layers=all) keeps its tensors.
+    identity = [all(not p.any() for n, p in zip(names, params) if "lora_B" in n)
+                for names, params in zip(layers.names, layers.params)]
+    keep = sorted(set(trained_layers or []) | {i for i, same in enumerate(identity) if not same})
+    if trained_layers is not None and 0 < len(keep) < layers.n_layers:
+        trained = keep
         peft_config.layers_to_transform, peft_config.layers_pattern = trained, blocks_name(model)
         untrained = {name for index, names in enumerate(layers.names) if index not in trained for name in names}
         kwargs["state_dict"] = {k: v for k, v in model.state_dict().items() if k not in untrained}
