@@ -32,7 +32,8 @@ OUTPUT_KINDS = (("config.json", "metrics.json"), ("intention.json", "metrics.jso
 OUTPUT_FILES = frozenset({"config.json", "metrics.json", "selection.jsonl", "trainable.txt", "selection.png",
                           "loss.png", "predictions.jsonl", "intention.json", "compare.json", "compare.md",
                           "config.yaml", "compare_metrics.png", "compare_loss.png", "compare_selection.png",
-                          "card.json", "card.md", "card.png", "environment.json", "compare_stability.png"})
+                          "card.json", "card.md", "card.png", "environment.json", "compare_stability.png",
+                          "report.html"})
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
 _HOST = re.sub(r"[^A-Za-z0-9.]", "", socket.gethostname())[:40] or "host"
 
@@ -242,6 +243,10 @@ def _install(tmp: Path, out: Path, overwrite: bool, owner: str) -> None:
         check_output(out, overwrite)
     except RevtuneError as exc:
         raise _keep(tmp, out, exc.message) from None
+    mode = 0o666 & ~umask()
+    for folder, _, files in os.walk(tmp):  # libraries (safetensors) write some files 0600
+        for name in files:
+            os.chmod(os.path.join(folder, name), mode)
     if out.exists():
         trash = out.with_name(f".{out.name}.old-{owner}")
         os.replace(out, trash)
