@@ -114,6 +114,19 @@ def test_export_refuses_what_it_cannot_write(runs, tmp_path):
     assert result.returncode == 2 and "--overwrite" in result.stderr
 
 
+def test_export_overwrites_its_own_output_only(runs, tmp_path):
+    """An export is a transformers directory, not a run: its record of the files it wrote lets
+    --overwrite replace it, and a file someone added since makes it foreign again."""
+    out = tmp_path / "adapter-export"
+    for _ in range(2):
+        result = run_cli("export", runs / "runs" / "ir", "--out", out, "--overwrite")
+        assert result.returncode == 0, result.stderr
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("export", runs / "runs" / "ir", "--out", out, "--overwrite")
+    assert result.returncode == 2 and "not a revtune output" in result.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_load_run_predicts_like_the_cli(runs, corpus, tmp_path):
     run = revtune.load_run(runs / "runs" / "ir")
     rows = [json.loads(line) for line in corpus["test"].read_text().splitlines()]

@@ -4,7 +4,8 @@
 directory (safetensors, tokenizer, config with ``id2label``/``label2id``) that
 ``AutoModelForSequenceClassification`` (intent runs) or ``AutoModelForCausalLM`` (revise runs) loads
 with no revtune installed, and that vLLM or TGI can serve. Without it, the run's peft adapter is copied
-with its model card. Both carry ``task.json`` (labels and prompt template) and ``README.md``.
+with its model card. Both carry ``task.json`` (labels and prompt template), ``README.md`` and
+``revtune_export.json`` (the files written, so ``--overwrite`` recognises an export).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .errors import RevtuneError
-from .rundir import building, read_run
+from .rundir import EXPORT_RECORD, building, read_run, write_json
 
 PEFT_KINDS = ("lora", "dora")
 
@@ -40,6 +41,8 @@ def export_run(run: str | Path, out: str | Path, merge: bool = False, overwrite:
         else:
             shutil.copytree(run / "adapter", tmp, dirs_exist_ok=True)
         write_task_and_card(tmp, config, metrics, environment, base_name, merged=merge)
+        files = sorted(p.name for p in tmp.iterdir() if not p.is_dir())
+        write_json(tmp / EXPORT_RECORD, {"run": str(run), "merged": merge, "files": files})
     return Path(out)
 
 

@@ -34,6 +34,8 @@ OUTPUT_FILES = frozenset({"config.json", "metrics.json", "selection.jsonl", "tra
                           "config.yaml", "compare_metrics.png", "compare_loss.png", "compare_selection.png",
                           "card.json", "card.md", "card.png", "environment.json", "compare_stability.png",
                           "report.html"})
+# A model directory that ``revtune export`` wrote (transformers' own file names) lists its files here.
+EXPORT_RECORD = "revtune_export.json"
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
 _HOST = re.sub(r"[^A-Za-z0-9.]", "", socket.gethostname())[:40] or "host"
 
@@ -142,7 +144,18 @@ def is_revtune_output(folder: Path) -> bool:
         return False
     names = {entry.name for entry in entries}
     files = {entry.name for entry in entries if not entry.is_dir()}
+    if EXPORT_RECORD in files:
+        return files <= {EXPORT_RECORD, *_recorded_files(folder / EXPORT_RECORD)}
     return any(set(kind) <= names for kind in OUTPUT_KINDS) and files <= OUTPUT_FILES
+
+
+def _recorded_files(record: Path) -> list[str]:
+    """The files an export wrote, from its record; none when the record is not one."""
+    try:
+        files = json.loads(record.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
 def _holds_cwd(out: Path) -> bool:
