@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _common import revtune
 
 
 def cli(args: list[str], threads: int) -> tuple[float, subprocess.CompletedProcess]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore",
-           "TOKENIZERS_PARALLELISM": "false"}
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "revtune.cli", *args], capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        sys.exit(f"bench: revtune {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - started, result
+    return revtune(*args, threads=threads)
 
 
 def run_config(name: str, select: list[str], common: list[str], work: Path, threads: int) -> dict:

@@ -10,44 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _common import WORDS, corpus_flags, train_metrics, write_corpus
+
 CONFIGS = [("all", []), ("ir", []), ("fixed:15-29", []), ("fixed:top6", []),
            ("all", ["--gradient-checkpointing"]), ("ir", ["--min-layer", "15"])]
-WORDS = "the committee approved a budget for next year while members argued about costs".split()
-LABELS = ["clarity", "fluency", "coherence", "style", "meaning-changed"]
-
-
-def write_corpus(folder: Path, words: int) -> dict:
-    rng = random.Random(0)
-    files = {}
-    for name, n in (("train", 40), ("dev", 5), ("test", 5)):
-        path = folder / f"{name}.jsonl"
-        with path.open("w") as handle:
-            for i in range(n):
-                before = " ".join(rng.choice(WORDS) for _ in range(words))
-                handle.write(json.dumps({"before_sent": before, "after_sent": before + " indeed",
-                                         "labels": LABELS[i % 5]}) + "\n")
-        files[name] = path
-    return files
-
-
 def measure(args, files, select, extra, out: Path) -> dict:
-    command = [sys.executable, "-m", "revtune.cli", "train", "--model", args.model, "--select", select,
-               "--train", files["train"], "--dev", files["dev"], "--test", files["test"],
-               "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
-               "--max-length", str(args.max_length), "--eval-every", str(args.steps), "--out", out,
-               "--overwrite", *extra]
-    result = subprocess.run(list(map(str, command)), capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-    if result.returncode != 0:
-        raise SystemExit(f"{select} {extra} failed: {result.stderr.strip()[-400:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = train_metrics("--model", args.model, "--select", select, *corpus_flags(files),
+                            "--max-steps", args.steps, "--batch-size", args.batch_size,
+                            "--max-length", args.max_length, "--eval-every", args.steps, "--overwrite", *extra,
+                            out=out, threads=args.threads, what=" ".join([select, *extra]))
     return {"config": " ".join([select, *extra]), "predicted": metrics["predicted_peak_memory_bytes"],
             "measured": metrics["peak_memory_bytes"],
             "ratio": metrics["predicted_peak_memory_bytes"] / metrics["peak_memory_bytes"]}
@@ -63,7 +38,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        files = write_corpus(Path(tmp), words=args.max_length)
+        files = write_corpus(Path(tmp), {"train": 40, "dev": 5, "test": 5},
+                             lambda rng: " ".join(rng.choice(WORDS) for _ in range(args.max_length)),
+                             lambda before: before + " indeed")
         rows = [measure(args, files, select, extra, Path(tmp) / f"run{i}")
                 for i, (select, extra) in enumerate(CONFIGS)]
     worst = max(abs(r["ratio"] - 1) for r in rows)

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _common import WORDS, corpus_flags, train_metrics, write_corpus
 
 BASE = {"depth": 16, "seq": 128, "batch": 8}
 AXES = {"depth": [8, 16, 32, 64], "seq": [64, 128, 256, 512], "batch": [1, 4, 8, 16]}
 QUICK_AXES = {"depth": [4, 8], "seq": [32, 64], "batch": [2, 4]}
 STRATEGIES = ("all", "ir", "replay")
-WORDS = "the committee approved a budget for next year while members argued about costs".split()
-LABELS = ["clarity", "fluency", "coherence", "style", "meaning-changed"]
 
 
 def build_model(folder: Path, depth: int, hidden: int) -> Path:
@@ -49,32 +46,18 @@ def build_model(folder: Path, depth: int, hidden: int) -> Path:
     return target
 
 
-def write_corpus(folder: Path, chars: int) -> dict:
+def long_corpus(folder: Path, chars: int) -> dict:
     """Examples longer than any sequence length measured: the byte tokenizer makes one id per byte."""
-    rng = random.Random(0)
-    files = {}
-    for name, n in (("train", 64), ("dev", 4), ("test", 4)):
-        path = folder / f"{name}.jsonl"
-        with path.open("w") as handle:
-            for i in range(n):
-                text = " ".join(rng.choice(WORDS) for _ in range(chars // 5))[:chars]
-                handle.write(json.dumps({"before_sent": text, "after_sent": text[::-1],
-                                         "labels": LABELS[i % 5]}) + "\n")
-        files[name] = path
-    return files
+    return write_corpus(folder, {"train": 64, "dev": 4, "test": 4},
+                        lambda rng: " ".join(rng.choice(WORDS) for _ in range(chars // 5))[:chars],
+                        lambda before: before[::-1])
 
 
 def train(args, model: Path, files: dict, point: dict, select: str, out: Path) -> dict:
-    command = [sys.executable, "-m", "revtune.cli", "train", "--model", model, "--select", select,
-               "--train", files["train"], "--dev", files["dev"], "--test", files["test"],
-               "--max-steps", args.steps, "--batch-size", point["batch"], "--max-length", point["seq"],
-               "--eval-every", args.steps, "--lora-r", 8, "--lora-alpha", 16, "--learning-rate", 5e-4,
-               "--out", out, "--overwrite"]
-    result = subprocess.run(list(map(str, command)), capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-    if result.returncode != 0:
-        raise SystemExit(f"{select} at {point} failed: {result.stderr.strip()[-500:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = train_metrics("--model", model, "--select", select, *corpus_flags(files),
+                            "--max-steps", args.steps, "--batch-size", point["batch"], "--max-length", point["seq"],
+                            "--eval-every", args.steps, "--lora-r", 8, "--lora-alpha", 16, "--learning-rate", 5e-4,
+                            "--overwrite", out=out, threads=args.threads, what=f"{select} at {point}")
     return {"step_seconds": metrics["mean_step_seconds"], "peak": metrics["peak_memory_bytes"],
             "predicted": metrics["predicted_peak_memory_bytes"],
             "tokens_per_second": point["batch"] * point["seq"] / metrics["mean_step_seconds"]}
@@ -157,7 +140,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        files = write_corpus(work, max(max(axes["seq"]), base["seq"]) * 2)
+        files = long_corpus(work, max(max(axes["seq"]), base["seq"]) * 2)
         seen = set()
         for axis, values in axes.items():
             for value in values:

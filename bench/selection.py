@@ -19,21 +19,16 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from _common import train_metrics
+
 
 def train(out: Path, select: str, args) -> dict:
-    command = [sys.executable, "-m", "revtune.cli", "train", "--model", args.model, "--select", select,
-               "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
-               "--max-length", str(args.max_length), "--learning-rate", str(args.learning_rate),
-               "--seed", str(args.seed), "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"bench: {select} failed:\n{result.stderr[-2000:]}")
-    return json.loads((out / "metrics.json").read_text())
+    return train_metrics("--model", args.model, "--select", select, "--max-steps", args.steps,
+                         "--batch-size", args.batch_size, "--max-length", args.max_length,
+                         "--learning-rate", args.learning_rate, "--seed", args.seed, out=out, what=select)
 
 
 def machine() -> dict:

@@ -69,8 +69,7 @@ def soak(args) -> dict:
         started = time.perf_counter()
         while child.poll() is None:
             rss = rss_bytes(child.pid)
-            building = next(Path(folder).glob(".soak.building-*"), None)
-            step = steps_done(building / "selection.jsonl") if building else 0
+            step = steps_done(Path(folder) / "soak.partial" / "selection.jsonl")  # rundir.partial_path
             if rss and step:
                 samples.append((step, rss))
             time.sleep(args.interval)

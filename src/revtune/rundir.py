@@ -322,26 +322,24 @@ def partial_owner(partial: Path) -> str | None:
     return owner if pid.isdigit() and _alive(pid, host) else None
 
 
-def _claim(partial: Path, out: Path, resume: bool, overwrite: bool) -> None:
-    """Take ``OUT.partial`` for this process. A live owner's is refused; a dead owner's leftover with
-    nothing worth resuming (SIGKILL before the first checkpoint) is removed; one with a checkpoint is
-    resumed, or replaced only with ``--overwrite``."""
+def _check_partial(partial: Path, out: Path, resume: bool, overwrite: bool) -> None:
+    """May this process take ``OUT.partial``? A live owner's is refused. A leftover whose recorded owner
+    died (SIGKILL) with nothing worth resuming is removed; one with a checkpoint, or with no owner on
+    record, is resumed, or replaced only with ``--overwrite``."""
     if partial.is_dir():
         owner = partial_owner(partial)
         if owner is not None:
             raise RevtuneError(f"another revtune process ({owner}) is building this run right now",
                                path=partial, field="out")
         if not resume:
-            if _resumable(partial) and not overwrite:
+            stale = (partial / OWNER_FILE).is_file() and not _resumable(partial)
+            if not stale and not overwrite:
                 raise RevtuneError(f"an interrupted run is kept here: --resume {out} continues it, "
                                    "--overwrite starts over", path=partial, field="out")
             shutil.rmtree(partial)
     elif partial.exists():
         raise RevtuneError("is in the way of this run's working directory (not a directory)", path=partial,
                            field="out")
-    if not resume:
-        partial.mkdir()
-    write_text(partial / OWNER_FILE, f"{os.getpid()}@{_HOST}\n")
 
 
 @contextmanager
@@ -363,11 +361,14 @@ def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = 
         if not partial.is_dir():
             raise RevtuneError("no interrupted run to resume (expected OUT.partial)", path=partial,
                                field="resume")
-    _claim(partial, out, resume, overwrite)
-    try:
+    _check_partial(partial, out, resume, overwrite)
+    try:  # from here on a signal (Interrupted) may arrive at any line: the cleanup below covers them all
+        if not resume:
+            partial.mkdir()
+        write_text(partial / OWNER_FILE, f"{os.getpid()}@{_HOST}\n")
         yield partial
     except BaseException:
-        if not resume and not _resumable(partial):
+        if not resume and partial.is_dir() and not _resumable(partial):
             shutil.rmtree(partial, ignore_errors=True)
         else:
             (partial / OWNER_FILE).unlink(missing_ok=True)
