@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .errors import RevtuneError
-from .rundir import EXPORT_RECORD, building, read_run, write_json
+from .rundir import EXPORT_RECORD, building, disk_errors, read_run, write_json
 
 PEFT_KINDS = ("lora", "dora")
 
@@ -36,10 +36,11 @@ def export_run(run: str | Path, out: str | Path, merge: bool = False, overwrite:
         raise RevtuneError(f"adapter '{kind}' is not a peft adapter; export it with --merge", path=run,
                            field="adapter")
     with building(out, overwrite) as tmp:
-        if merge:
-            _write_merged(run, config, kind, tmp)
-        else:
-            shutil.copytree(run / "adapter", tmp, dirs_exist_ok=True)
+        with disk_errors(out):  # transformers and safetensors write the model themselves
+            if merge:
+                _write_merged(run, config, kind, tmp)
+            else:
+                shutil.copytree(run / "adapter", tmp, dirs_exist_ok=True)
         write_task_and_card(tmp, config, metrics, environment, base_name, merged=merge)
         files = sorted(p.name for p in tmp.iterdir() if not p.is_dir())
         write_json(tmp / EXPORT_RECORD, {"run": str(run), "merged": merge, "files": files})

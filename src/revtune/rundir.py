@@ -58,6 +58,23 @@ def disk_error(exc: OSError, path) -> RevtuneError:
     return RevtuneError(f"cannot write: {exc.strerror or exc}", path=path)
 
 
+@contextmanager
+def disk_errors(path):
+    """Around libraries that write by themselves (safetensors under ``save_pretrained``): a full or
+    read-only disk becomes one :class:`RevtuneError`. safetensors reports it as a ``SafetensorError``
+    ("I/O error: No space left on device (os error 28)"), not an ``OSError``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in DISK_ERRNOS:
+            raise disk_error(exc, path) from None
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "SafetensorError" and "I/O error: " in str(exc):
+            raise RevtuneError(f"cannot write: {str(exc).split('I/O error: ', 1)[1]}", path=path) from None
+        raise
+
+
 # --- files --------------------------------------------------------------------------------------------
 
 def write_bytes(path: Path, data: bytes) -> None:

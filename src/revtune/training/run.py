@@ -22,7 +22,7 @@ from ..environment import environment as provenance
 from ..errors import RevtuneError
 from ..models import decoder_blocks, load_model, prepare_tokenizer
 from ..planner import check_limit, format_plan, plan_run
-from ..rundir import STARTED_CONFIG, partial_path, write_json, write_text
+from ..rundir import STARTED_CONFIG, disk_errors, partial_path, write_json, write_text
 from ..runtime import (PeakMemory, environment, mixed_precision, resolve_device, resolve_dtype, seed_everything,
                        use_deterministic_algorithms)
 from ..selection.base import Strategy
@@ -322,7 +322,8 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop, announce) -
         task.finish(model, tmp)  # every rank: its test predictions are sharded (a scratch folder off rank 0)
         state = dist_lib.full_trainable_state(model)  # gathered on every rank when FSDP shards it
         if dist_lib.is_main():
-            save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
+            with disk_errors(config.out):  # adapters, tokenizers and the tiny base write themselves
+                save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
         dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
     if announce:
         say(summary_line(config.out, task.headline, metrics))
