@@ -22,6 +22,7 @@ CLASS_WEIGHTS = ("balanced", "none")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("greedy", "beam", "sample")
 QUANTIZE = (None, "4bit", "8bit")
+REPORT_TO = ("none", "tensorboard", "wandb")
 
 
 def _f(default, help_text, **kw):
@@ -118,6 +119,9 @@ class RunConfig:
     quantize: str | None = _f(None, "4bit or 8bit: load the base through bitsandbytes (CUDA) and train "
                               "adapters on top")
     deepspeed: str | None = _f(None, "refused: DeepSpeed is not supported, use --fsdp")
+    # --- live logging (issue 16) ---
+    report_to: str = _f("none", "live logging of the Trainer and the layer selection: none, tensorboard "
+                        "(event files in OUT/tensorboard) or wandb (WANDB_MODE=offline works without network)")
     out: str = _f("runs/run", "run directory to create")
     overwrite: bool = _f(False, "replace an existing run directory")
     # --- Reference fidelity (issue 12). ir_grad_accum and cosine_reduction belong to the ir and cosine
@@ -177,6 +181,7 @@ class RunConfig:
             (self.quantize in QUANTIZE, "quantize", "expected 4bit or 8bit"),
             (self.save_every >= 0, "save_every", "expected >= 0"),
             (self.keep_checkpoints >= 1, "keep_checkpoints", "expected >= 1"),
+            (self.report_to in REPORT_TO, "report_to", f"expected one of {', '.join(REPORT_TO)}"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -255,9 +260,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] 
 
 
 def load_yaml(path: str | Path) -> dict:
+    """A config file's keys, checked against the fields; a shipped recipe's name works as a path too."""
+    from .recipes import find_recipe
     from .yamlsafe import load_yaml_file
 
     path = Path(path)
+    if not path.is_file():
+        path = find_recipe(str(path)) or path
+    if not path.is_file():
+        raise RevtuneError("config file not found (nor a shipped recipe: revtune config list)", path=path)
     data = load_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise RevtuneError("expected a mapping of config keys", path=path)

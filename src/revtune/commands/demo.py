@@ -30,9 +30,11 @@ def run(args) -> int:
                                           "below are over the 40 test items only)"), flush=True)
     command = f"revtune demo --strategies {args.strategies}" + \
         (f" --seeds {','.join(map(str, config.seeds))}" if config.seeds else "")
-    result = compare(config, args.strategies, config.out, command=command)
+    result = compare(config, args.strategies, config.out, command=command, quiet=args.quiet or args.json)
+    from .compare import compare_summary
+
     print(compare_table(result.rows, config.task))
     print(statistics_markdown(result.rows, config))
-    print(f"revtune demo: runs in {result.path}/<strategy>/, table in {result.path}/compare.md, "
-          f"plots in {result.path}/compare_*.png")
-    return 0 if all(row.get("error") is None for row in result.rows) else 1
+    summary = compare_summary("demo", result, config.task)
+    summary["exit_code"] = 0 if all(row.get("error") is None for row in result.rows) else 1
+    return summary

@@ -29,16 +29,18 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from ..config import config_from_args
-    from ..intention import IntentionOptions, intention_tune
+    from ..intention import IntentionOptions, intention_line, intention_tune
 
     options = IntentionOptions(predictor=args.predictor, predictor_steps=args.predictor_steps,
                                init_layers=args.init_layers, alignment=args.alignment)
     if args.resume:
         config, options = resumed(args, options)
-        intention_tune(config, options, resume=True)
+        result = intention_tune(config, options, resume=True, announce=False)
     else:
-        intention_tune(config_from_args(args, task="revise"), options)
-    return 0
+        result = intention_tune(config_from_args(args, task="revise"), options, announce=False)
+    return {"line": intention_line(result), "output": str(result.path), "report": str(result.path / "report.html"),
+            "test": result.metrics.get("test"), "generator_layers": result.metrics.get("generator_layers"),
+            "alignment": result.metrics.get("alignment")}
 
 
 def resumed(args, options):

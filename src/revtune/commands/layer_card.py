@@ -33,5 +33,6 @@ def run(args) -> int:
     from ..layercard.options import CardOptions
 
     options = CardOptions(**{k[len("card_"):]: v for k, v in vars(args).items() if k.startswith("card_")})
-    build_card(config_from_args(args), options, args.out, overwrite=args.overwrite)
-    return 0
+    card = build_card(config_from_args(args), options, args.out, overwrite=args.overwrite)
+    return {"line": f"revtune layer-card: {card.n_layers} blocks -> {args.out} (card.json, card.md, card.png)",
+            "card": str(args.out), "blocks": card.n_layers}

@@ -24,5 +24,10 @@ def run(args) -> int:
     model, tokenizer, config = load_run_model(args.run, "intent", args.device)
     rows = predict_intents(model, tokenizer, config, records, args.batch_size)
     write_jsonl(out, rows)
-    print(f"revtune: {len(rows)} predictions -> {out}")
-    return 0
+    counts = {}
+    for row in rows:
+        for name in row["intents"]:
+            counts[name] = counts.get(name, 0) + 1
+    top = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
+    return {"line": f"revtune predict: {len(rows)} predictions -> {out} (most predicted: {top or 'none'})",
+            "predictions": str(out), "n": len(rows), "intent_counts": counts}

@@ -44,13 +44,17 @@ def run(args) -> int:
     decoding = Decoding.from_config(config, mode=args.decoding, num_beams=args.num_beams,
                                     batch_size=args.batch_size)
     revisions = revise_texts(model, tokenizer, sources, [intents] * len(sources), decoding)
+    changed = sum(r.strip() != s.strip() for s, r in zip(sources, revisions))
+    summary = {"n": len(revisions), "changed": changed, "intents": intents}
     if args.out:
         write_jsonl(Path(args.out), [{"text": r, "source": s, "intents": intents}
                                      for s, r in zip(sources, revisions)])
-        print(f"revtune: {len(revisions)} revisions -> {args.out}")
-    else:
-        print("\n".join(r.replace("\n", " ") for r in revisions))
-    return 0
+        return {"line": f"revtune revise: {len(revisions)} revisions ({changed} changed) -> {args.out}",
+                "revisions": args.out, **summary}
+    if not args.json:
+        print("\n".join(r.replace("\n", " ") for r in revisions), file=getattr(args, "stdout", sys.stdout))
+    return {"line": f"revtune revise: {len(revisions)} revisions ({changed} changed), for {', '.join(intents)}",
+            "line_to_stderr": True, "texts": revisions, **summary}
 
 
 def parse_intents(text: str, known: list[str]) -> list[str]:

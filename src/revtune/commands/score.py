@@ -9,7 +9,6 @@ def add_arguments(parser):
     parser.add_argument("--pred", required=True, help="JSONL, one {\"text\": prediction} per line")
     parser.add_argument("--ref", required=True,
                         help="JSONL, one {\"references\": [...]} or {\"text\": reference} per line")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--out", help="also write the scores as JSON to this file (atomically)")
     parser.add_argument("--per-item", action="store_true", help="also give every item's scores")
     parser.add_argument("--sari-variant", choices=VARIANTS, default="iterater",
@@ -17,9 +16,7 @@ def add_arguments(parser):
                              "easse (corpus counts, deletion F1)")
 
 
-def run(args) -> int:
-    import json
-
+def run(args) -> dict:
     from ..metrics.generation import read_score_files, score_generation
     from ..rundir import check_output_file, write_json
 
@@ -29,11 +26,10 @@ def run(args) -> int:
     scores = score_generation(sources, predictions, references, args.sari_variant, per_item=args.per_item)
     if args.out:
         write_json(args.out, scores)
-    if args.json:
-        print(json.dumps(scores, indent=2))
-        return 0
-    print(format_scores(scores))
-    return 0
+    if not args.json:
+        print(format_scores(scores))
+    return {"line": f"revtune score: {scores['n']} items, SARI {scores['sari']:.2f}, GLEU {scores['gleu']:.4f}, "
+                    f"Update-R {scores['update_r']:.4f}", **scores}
 
 
 def format_scores(scores: dict) -> str:

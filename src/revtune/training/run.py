@@ -18,10 +18,11 @@ from transformers.trainer_callback import ExportableState, PrinterCallback, Prog
 
 from .. import adapters as adapter_lib
 from .. import distributed as dist_lib
+from ..environment import environment as provenance
 from ..errors import RevtuneError
 from ..models import decoder_blocks, load_model, prepare_tokenizer
 from ..planner import check_limit, format_plan, plan_run
-from ..rundir import STARTED_CONFIG, partial_path, write_json, write_text
+from ..rundir import STARTED_CONFIG, disk_errors, partial_path, write_json, write_text
 from ..runtime import (PeakMemory, environment, mixed_precision, resolve_device, resolve_dtype, seed_everything,
                        use_deterministic_algorithms)
 from ..selection.base import Strategy
@@ -38,6 +39,7 @@ from .memory import StepMemory
 class RunResult:
     path: Path
     metrics: dict
+    headline: str = "macro_f1"  # the task's best-dev metric
 
 
 def adapter_config(config, strategy: Strategy, task_name: str) -> adapter_lib.AdapterConfig:
@@ -86,7 +88,7 @@ class BestDevTracker(TrainerCallback, ExportableState):
             scores = evaluate_split(self.task, self.model, "dev")
             if not scores:
                 return
-            entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k != "per_class"}}
+            entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k not in ("per_class", "confusion")}}
             self.history.append(entry)
             headline = scores[self.task.headline]
             if self.best is None or headline > self.best[self.task.headline]:
@@ -167,13 +169,37 @@ def training_arguments(config, checkpoints: Path, device, total_steps: int) -> T
         warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs, max_steps=config.max_steps,
         logging_steps=1, save_strategy="steps" if config.save_every else "no",
-        save_steps=config.save_every or 500, save_only_model=False, eval_strategy="no", report_to=[],
+        save_steps=config.save_every or 500, save_only_model=False, eval_strategy="no",
+        report_to=[] if config.report_to == "none" else [config.report_to],
         full_determinism=config.deterministic, seed=config.seed,
         data_seed=config.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=not dist_lib.is_main(), **mixed_precision(config.dtype, device),
         # Layers switch on and off between steps: DDP must look for unused parameters every step, and
         # the graph is not static. Frozen layers have grad None, which DDP leaves untouched.
         ddp_find_unused_parameters=True, ddp_static_graph=False, **checkpointing)
+
+
+def check_report_to(config) -> None:
+    """A missing logger is a one-line error before any training, not a traceback from the Trainer."""
+    import importlib.util
+
+    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+        raise RevtuneError(f"--report-to {config.report_to} needs the {config.report_to} package: "
+                           f"pip install {config.report_to} (or revtune[logging])", field="report_to")
+
+
+def live_logging(trainer, config, tmp: Path) -> None:
+    """TensorBoard event files inside the run directory (the Trainer's own folder is deleted at the end);
+    W&B's files too, under a project named revtune unless the user set one."""
+    import os
+
+    if config.report_to == "tensorboard":
+        for callback in trainer.callback_handler.callbacks:
+            if type(callback).__name__ == "TensorBoardCallback":
+                callback.logging_dir = str(tmp / "tensorboard")
+    elif config.report_to == "wandb":
+        os.environ.setdefault("WANDB_PROJECT", "revtune")
+        os.environ["WANDB_DIR"] = str(tmp)
 
 
 def planned_steps(config, n_train: int) -> int:
@@ -185,18 +211,20 @@ def planned_steps(config, n_train: int) -> int:
 
 def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
-              quiet: bool = False, resume: bool = False, resume_hint: str | None = None) -> RunResult:
+              quiet: bool = False, resume: bool = False, resume_hint: str | None = None,
+              announce: bool = True) -> RunResult:
     """Train one run and leave a complete run directory at ``config.out``.
 
     The run is built in ``OUT.partial``; with ``resume`` it continues from the last checkpoint there.
     SIGINT/SIGTERM finish the step, write a checkpoint and raise :class:`Interrupted`; a run stopped
-    before its first checkpoint leaves nothing behind.
+    before its first checkpoint leaves nothing behind. ``announce`` prints the summary line at the end
+    (the CLI prints it itself, last).
     """
     stop = StopOnSignal()
     if threading.current_thread() is threading.main_thread():
         stop.install()
     try:
-        return _train_run(config, strategy, prepare_model, quiet, resume, stop)
+        return _train_run(config, strategy, prepare_model, quiet, resume, stop, announce)
     except Interrupted as exc:
         exc.checkpoint = last_checkpoint(partial_path(config.out) / "checkpoints")
         exc.resume = exc.resume or resume_hint or f"revtune train --resume {config.out}"
@@ -205,9 +233,12 @@ def train_run(config, strategy: Strategy | None = None,
         stop.uninstall()
 
 
-def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResult:
+def _train_run(config, strategy, prepare_model, quiet, resume, stop, announce) -> RunResult:
     say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    # peft checks the vocabulary against the base's config, and a tiny base is only saved at the end
+    warnings.filterwarnings("ignore", message="Could not find a config file", module="peft")
+    check_report_to(config)
     seed_everything(config.seed)
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     if config.deterministic:
@@ -272,6 +303,7 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResul
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
+        live_logging(trainer, config, tmp)
         peak.reset()
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -290,10 +322,12 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResul
         task.finish(model, tmp)  # every rank: its test predictions are sharded (a scratch folder off rank 0)
         state = dist_lib.full_trainable_state(model)  # gathered on every rank when FSDP shards it
         if dist_lib.is_main():
-            save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
+            with disk_errors(config.out):  # adapters, tokenizers and the tiny base write themselves
+                save_run(tmp, config, model, tokenizer, adapters, task, metrics, loaded, state)
         dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
-    say(summary_line(config.out, task, metrics))
-    return RunResult(Path(config.out), metrics)
+    if announce:
+        say(summary_line(config.out, task.headline, metrics))
+    return RunResult(Path(config.out), metrics, task.headline)
 
 
 def _start_or_resume(tmp: Path, config, device, resume: bool, say) -> Path | None:
@@ -302,7 +336,7 @@ def _start_or_resume(tmp: Path, config, device, resume: bool, say) -> Path | Non
     if not resume:
         (tmp / "checkpoints").mkdir()
         write_json(tmp / "checkpoints" / STARTED_CONFIG, config.to_dict())
-        write_json(tmp / "environment.json", env)
+        write_json(tmp / "environment.json", {**provenance(), **env})  # provenance: command, packages (report)
         return None
     checkpoint = last_checkpoint(tmp / "checkpoints")
     if checkpoint is None:
@@ -357,24 +391,57 @@ def _load_trainable(model, state: dict) -> None:
 
 
 def save_run(tmp: Path, config, model, tokenizer, adapters, task, metrics, loaded, state=None) -> None:
+    """Rank 0 only. ``state``: the trainable tensors gathered whole when FSDP shards them."""
+    from ..modelcard import trained_layers, write_task_and_card
+    from ..models import TINY_BASE, resolvable_name
     from ..report import plot_run
+    from ..report_html import write_report
 
-    adapter_lib.save_adapter(model, adapters, tmp / "adapter", state)
+    base_name = resolvable_name(config.model, config.out)
+    adapter_lib.save_adapter(model, adapters, tmp / "adapter", state, task=task.name,
+                             trained_layers=trained_layers(metrics), base_model_name=base_name)
     tokenizer.save_pretrained(tmp / "tokenizer")
+    tokenizer.save_pretrained(tmp / "adapter")  # AutoPeftModel reads the tokenizer beside the adapter
+    if config.model == "tiny":
+        save_tiny_base(config, task, tmp / TINY_BASE, tokenizer)
     resolved = {**config.to_dict(), "labels": list(task.splits.labels), "multi_label": task.splits.multi_label,
                 "adapter": adapters.kind, "model_source": loaded.source, "n_layers": metrics["n_layers"],
+                "base_model_name": base_name,
                 "decision_threshold": metrics["decision"].get("threshold", 0.5)}
+    env = json.loads((tmp / "environment.json").read_text())  # written when the run started
     write_json(tmp / "config.json", resolved)
     write_json(tmp / "metrics.json", metrics)
+    write_task_and_card(tmp / "adapter", resolved, metrics, env, base_name, merged=False)
     plot_run(tmp)
     shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+    write_report(tmp, tmp / "report.html", name=Path(config.out).name)
 
 
-def summary_line(out, task, metrics: dict) -> str:
+def save_tiny_base(config, task, folder: Path, tokenizer) -> None:
+    """The tiny model's random base (rebuilt from its seed, as ``predict`` does), with the run's labels in
+    its config: the base a tiny run's adapter names, so peft's auto classes can load it like any other."""
+    base = load_model("tiny", task.model_task, task.splits.labels, task.splits.multi_label,
+                      resolve_dtype(config.dtype), config.seed, config.tiny_layers)
+    prepare_tokenizer(base.tokenizer, base.model)
+    base.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def summary_line(out, head: str, metrics: dict) -> str:
     test = metrics.get("test") or {}
-    head = task.headline
     score = f"test {head} {test[head]:.4f}" if head in test else f"best dev {head} " \
         f"{metrics['best_dev'].get(head, float('nan')):.4f}"
     return (f"revtune: done: {score}, {metrics['steps']} steps, {metrics['mean_step_seconds']:.2f} s/step, "
             f"peak {metrics['peak_memory_bytes'] / 2**30:.2f} GiB, "
-            f"{metrics['mean_active_layers']:.1f}/{metrics['n_layers']} layers per step -> {out}")
+            f"{metrics['mean_active_layers']:.1f}/{metrics['n_layers']} layers per step -> {out} "
+            f"(report: {Path(out) / 'report.html'})")
+
+
+def run_summary(out, task_name: str, headline: str, metrics: dict) -> dict:
+    """What ``revtune train --json`` prints: where the run is and its headline figures."""
+    test = metrics.get("test") or {}
+    return {"run": str(out), "report": str(Path(out) / "report.html"), "task": task_name,
+            "headline": headline, "test": {k: v for k, v in test.items() if isinstance(v, (int, float))},
+            "best_dev": metrics.get("best_dev"), "steps": metrics.get("steps"),
+            "mean_step_seconds": metrics.get("mean_step_seconds"), "peak_memory_bytes": metrics.get("peak_memory_bytes"),
+            "mean_active_layers": metrics.get("mean_active_layers"), "n_layers": metrics.get("n_layers")}
