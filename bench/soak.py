@@ -64,7 +64,8 @@ def soak(args) -> dict:
                    "--dev-fraction", "0.2", "--seed", "0", "--out", str(out)]
         src = args.src or str(ROOT / "src")
         env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+        log = (Path(folder) / "train.log").open("w+")  # a file, not a pipe: an unread pipe fills and blocks it
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env, text=True)
         samples: list[tuple[int, int]] = []
         started = time.perf_counter()
         while child.poll() is None:
@@ -75,7 +76,8 @@ def soak(args) -> dict:
             time.sleep(args.interval)
         seconds = time.perf_counter() - started
         if child.returncode != 0:
-            sys.exit(f"soak: training failed:\n{child.stderr.read()[-2000:]}")
+            log.seek(0)
+            sys.exit(f"soak: training failed:\n{log.read()[-2000:]}")
     training = [(s, r) for s, r in samples if s < args.steps]  # the final evaluation and saving excluded
     warm = [(s, r) for s, r in training if s >= args.steps // 4]
     if len(warm) < 10:

@@ -104,3 +104,23 @@ def test_references_of_another_length_are_refused(run):
     ref = jsonl(run / "ref2.jsonl", [{"text": "a"}])
     done = revtune("score", "--src", src, "--pred", pred, "--ref", ref)
     assert_user_error(done, "ref2.jsonl", "aligned by line")
+
+
+def test_intention_tune_writes_a_report_of_both_steps(run):
+    text = (run / "it" / "report.html").read_text()
+    assert "<title>revtune intention-tune report: it</title>" in text and 'id="selection-heatmap"' in text
+    assert "Sample of revisions (generator)" in text and "Confusion matrix (predictor, test)" in text
+    assert "<ins>" in text or "<del>" in text  # the word diff of prediction or reference against the source
+    generator = (run / "it" / "generator" / "report.html").read_text()
+    assert "Sample of revisions" in generator and "<script" not in generator
+
+
+def test_revise_and_load_run_agree_on_an_intention_tune_output(run):
+    import revtune
+
+    it = revtune.load_run(run / "it")
+    assert it.tasks == ["intent", "revise"]
+    texts = [b for b, _, _ in TEST]
+    predictions = read_jsonl(run / "it" / "generator" / "predictions.jsonl")
+    assert it.revise(texts, intent="fluency") == [p["prediction"] for p in predictions]
+    assert len(it.predict([(b, a) for b, a, _ in TEST])) == 3

@@ -86,6 +86,7 @@ def launch_equivalence(root: Path, even_corpus) -> None:
                              out=str(root / layout / "ir-bf16-checkpointing")))
             runs.append(dict(base, task="revise", select="ir", dev_generate=2, max_length=160,
                              out=str(root / layout / "revise")))
+            runs.append(dict(base, select="ir", report_to="tensorboard", out=str(root / layout / "ir-tensorboard")))
         return runs
 
     for layout, nproc, batch in (("one", 1, 8), ("two", 2, 4), ("fsdp", 2, 4)):
@@ -164,9 +165,23 @@ def test_fsdp_selects_what_one_process_selects_from_exact_sharded_norms(equivale
 
 def test_only_rank_zero_writes_one_complete_run_directory(equivalence):
     run = equivalence / "two" / "ir"
-    assert {p.name for p in run.iterdir()} >= {"adapter", "config.json", "metrics.json", "selection.jsonl"}
+    assert {p.name for p in run.iterdir()} >= {"adapter", "config.json", "metrics.json", "selection.jsonl",
+                                            "report.html", "environment.json"}
     assert [p.name for p in run.parent.iterdir() if p.name.startswith(".")] == []
     assert len(selections(run)) == STEPS  # one log line per step, not one per rank
+
+
+def test_under_ddp_only_rank_zero_logs_to_tensorboard(equivalence):
+    """One event file, in the run directory, with the selection's tags and one point per step."""
+    from test_live_logging import read_events
+
+    run = equivalence / "two" / "ir-tensorboard"
+    files = sorted(run.rglob("events.out.tfevents.*"))
+    assert len(files) == 1 and files[0].parent == run / "tensorboard", files
+    events = read_events(run / "tensorboard")
+    assert "train/selection/active_layers" in events.Tags()["scalars"]
+    assert "selection/active" in events.Tags()["histograms"]
+    assert len(events.Scalars("train/selection/active_layers")) == STEPS
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["single", "ddp"])

@@ -101,6 +101,7 @@ def test_sigterm_checkpoints_and_cli_resume_matches(corpus, tmp_path):
     assert "resuming from" in result.stdout
     same = run_cli("diff-runs", reference.path, out)
     assert same.returncode == 0 and "same run" in same.stdout, same.stdout
+    assert 'id="selection-heatmap"' in (out / "report.html").read_text()  # the resumed run reports too
 
 
 def test_resume_refuses_flags_that_change_the_run(corpus, tmp_path):

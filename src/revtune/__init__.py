@@ -1,7 +1,8 @@
 """revtune: layer-wise fine-tuning of language models for text revision.
 
 ``from revtune import LayerSelectionCallback`` adds IR-Tuning (or any registered strategy) to a
-transformers ``Trainer``; the rest of the package is the command-line tool and its library.
+transformers ``Trainer``; ``revtune.load_run(path)`` predicts or revises with a finished run; the rest of the
+package is the command-line tool and its library.
 """
 __version__ = "0.1.0"
 
@@ -10,6 +11,8 @@ _LAZY = {
     "build_strategy": ("revtune.selection.registry", "build_strategy"),
     "Strategy": ("revtune.selection.base", "Strategy"),
     "RevtuneError": ("revtune.errors", "RevtuneError"),
+    "load_run": ("revtune.api", "load_run"),
+    "Run": ("revtune.api", "Run"),
 }
 
 

@@ -20,6 +20,7 @@ from .models import decoder_blocks
 
 REFERENCE_TARGETS = ("q_proj", "k_proj", "v_proj", "up_proj", "down_proj")
 HEAD_NAMES = ("score", "classifier")
+PEFT_TASK_TYPES = {"intent": "SEQ_CLS", "revise": "CAUSAL_LM"}
 BOTTLENECK_FILE = "bottleneck.safetensors"
 REVTUNE_ADAPTER_CONFIG = "revtune_adapter.json"
 
@@ -191,23 +192,63 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def blocks_name(model: nn.Module) -> str:
+    """The attribute name of the decoder blocks' ModuleList (``layers``, ``h``): peft's ``layers_pattern``."""
+    blocks = decoder_blocks(model)
+    return next(name for name, module in model.named_modules() if module is blocks).rsplit(".", 1)[-1]
+
+
 def save_adapter(model: nn.Module, config: AdapterConfig, folder: Path,
-                 state: dict[str, torch.Tensor] | None = None) -> None:
+                 state: dict[str, torch.Tensor] | None = None, task: str | None = None,
+                 trained_layers: list[int] | None = None, base_model_name: str | None = None) -> None:
     """peft adapters through ``save_pretrained`` (so ``PeftModel.from_pretrained`` loads them); others as
     safetensors of the trainable tensors beside a small JSON that says how to rebuild them. ``state``
-    (the trainable tensors, gathered whole from an FSDP-sharded model) replaces reading the model's own."""
+    (the trainable tensors, gathered whole from an FSDP-sharded model) replaces reading the model's own.
+
+    A peft adapter is saved as a first-class artefact: its ``task_type`` set (so ``AutoPeftModelFor...``
+    picks the right head), ``base_model_name_or_path`` a name a user can resolve, and, when some layers
+    never trained (``fixed``, ``card:``, ``frequency:``), only the trained layers (``layers_to_transform``):
+    an untrained LoRA layer is the identity (B = 0), so leaving it out changes no output. DoRA keeps every
+    layer (an untrained layer's magnitude need not be its initial one)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     state = adapter_state(model) if state is None else state
     if config.kind in ("lora", "dora"):
-        model.save_pretrained(folder, state_dict=state)
+        _save_peft(model, folder, state, task, trained_layers if config.kind == "lora" else None,
+                   base_model_name)
         extra = {n: t for n, t in state.items() if "lora_" not in n and "modules_to_save" not in n}
     else:
         extra = state
     if extra:
         save_file(extra, str(folder / BOTTLENECK_FILE))
     (folder / REVTUNE_ADAPTER_CONFIG).write_text(json.dumps(asdict(config), indent=2))
+
+
+def _save_peft(model, folder: Path, state: dict, task: str | None, trained_layers,
+               base_model_name: str | None) -> None:
+    """``state``: every trainable tensor by parameter name, whole (gathered when FSDP shards the model)."""
+    peft_config = model.peft_config["default"]
+    kept = {k: getattr(peft_config, k) for k in ("task_type", "base_model_name_or_path", "layers_to_transform",
+                                                  "layers_pattern")}
+    if task:
+        peft_config.task_type = PEFT_TASK_TYPES[task]
+    if base_model_name:
+        peft_config.base_model_name_or_path = base_model_name
+    layers = layer_map(model)
+    # A layer that never trained is left out only while it is the identity (every lora_B still zero): a
+    # layer initialised from elsewhere (Intention-Tuning's init_layers=all) keeps its tensors.
+    identity = [all(not state[n].any() for n in names if "lora_B" in n) for names in layers.names]
+    keep = sorted(set(trained_layers or []) | {i for i, same in enumerate(identity) if not same})
+    if trained_layers is not None and 0 < len(keep) < layers.n_layers:
+        peft_config.layers_to_transform, peft_config.layers_pattern = keep, blocks_name(model)
+        untrained = {name for index, names in enumerate(layers.names) if index not in keep for name in names}
+        state = {k: v for k, v in state.items() if k not in untrained}
+    try:
+        model.save_pretrained(folder, state_dict=state)
+    finally:
+        for key, value in kept.items():
+            setattr(peft_config, key, value)
 
 
 def read_adapter_config(folder: Path) -> AdapterConfig:

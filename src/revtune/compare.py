@@ -136,18 +136,30 @@ def child_command(spec: str, options, config_file: Path, folder: Path, config, s
     return command
 
 
-def run_child(command: list[str], log: Path) -> str | None:
-    """Run one row's process with its output in ``log``; None on success, else its one-line error."""
+def run_child(command: list[str], log: Path, progress=None) -> str | None:
+    """Run one row's process with its output in ``log``; None on success, else its one-line error.
+
+    ``progress`` (a tqdm bar) follows the child's own step counter, read from the log as it grows."""
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("TQDM_DISABLE", None)  # the child's bar is what the log is read for
     with log.open("w") as handle:
         child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
         try:
-            code = child.wait()
+            while child.poll() is None:
+                try:
+                    child.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+                if progress is not None:
+                    _follow(log, progress)
         except BaseException:  # SIGTERM/SIGINT of compare: the child stops too, and cleans up its output
             stop_child(child)
             raise
+        code = child.returncode
+    if progress is not None:
+        _follow(log, progress)
     if code == 0:
         return None
     text = log.read_text(errors="replace")
@@ -167,6 +179,22 @@ def stop_child(child: subprocess.Popen, grace: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+
+
+STEP_COUNTER = re.compile(rb"(\d+)/(\d+) \[")
+
+
+def _follow(log: Path, progress) -> None:
+    """Move ``progress`` to the last 'N/M [' counter the child's progress bar wrote."""
+    with log.open("rb") as handle:
+        handle.seek(max(0, log.stat().st_size - 4096))
+        found = STEP_COUNTER.findall(handle.read())
+    if found:
+        done, total = (int(v) for v in found[-1])
+        if progress.total != total:
+            progress.reset(total=total)
+        progress.n = done
+        progress.refresh()
 
 
 def steps_to_fraction(history: list[dict], key: str, fraction: float = 0.95) -> int | None:
@@ -221,8 +249,12 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
     ``settings`` (:class:`~revtune.config.CompareConfig`): the seeds, the paired tests' reference and
     the intervals' level.
     """
+    from tqdm.auto import tqdm
+
     from .config import CompareConfig
     from .aggregate import reference_strategy, summarize, write_summary
+    from .environment import environment
+    from .report_html import write_report
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     settings = settings or CompareConfig()
@@ -241,23 +273,33 @@ def compare(config, strategies: list[str] | str, out: str | Path | None = None, 
         config_file = tmp / "config.yaml"
         write_text(config_file, yaml.safe_dump(shared, sort_keys=False))
         (tmp / "logs").mkdir()
+        overall = tqdm(total=len(jobs), desc="compare", unit="run", position=0, disable=quiet)
         for number, job in enumerate(jobs, 1):
             log = f"logs/{job.folder.replace('/', '-')}.log"
+            overall.set_postfix_str(job.folder)
             say(f"revtune compare: [{number}/{len(jobs)}] {job.spec} (seed {job.seed}) -> {out / job.folder} "
                 f"(log: {log})")
             started = time.perf_counter()
             child = child_command(job.spec, options_of[job.spec], config_file, tmp / job.folder, config,
                                   job.seed if settings.seeds else None)
-            error = run_child(child, tmp / log)
+            max_steps = config.training.max_steps
+            steps = tqdm(total=max_steps if max_steps > 0 else None, desc=f"  {job.folder}",
+                         unit="step", position=1, leave=False, disable=quiet)
+            error = run_child(child, tmp / log, steps)
+            steps.close()
             if error is None and not (tmp / job.folder / "metrics.json").is_file():
                 error = "the run finished without a metrics.json"
             runs.append(read_row(job.spec, tmp / job.folder, config.data.task, error, job.folder, job.seed))
+            overall.update(1)
             say(f"revtune compare:   {'failed: ' + error if error else 'done'} "
                 f"({time.perf_counter() - started:.0f} s)")
+        overall.close()
         task = config.data.task
         command = command or f"revtune compare --task {task} --select {','.join(specs)} --out {out}"
         rows = summarize(tmp, runs, specs, _split_config(config, option_values), settings)
         write_summary(tmp, rows, config, settings, command)
+        write_json(tmp / "environment.json", {**environment(), "command": command, "task": task})
+        write_report(tmp, tmp / "report.html", name=out.name)
     return CompareResult(out, rows)
 
 

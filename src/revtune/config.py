@@ -26,6 +26,7 @@ CLASS_WEIGHTS = ("balanced", "none")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("greedy", "beam", "sample")
 QUANTIZE = ("4bit", "8bit")
+REPORT_TO = ("none", "tensorboard", "wandb")
 ADAPTERS = ("lora", "dora", "bottleneck", "none")
 FORMATS = ("auto", "iterater-sent", "iterater-doc", "argrevision", "tabular")
 
@@ -180,6 +181,9 @@ class TrainingConfig:
     gradient_checkpointing: bool = knob(False, "recompute activations in backward (non-reentrant)")
     deterministic: bool = knob(False, "torch deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG on CUDA); "
                                       "an op without a deterministic kernel then fails")
+    report_to: str = knob("none", "live logging of the Trainer and the layer selection: none, tensorboard "
+                          "(event files in OUT/tensorboard) or wandb (WANDB_MODE=offline works without network)",
+                          choices=REPORT_TO)
 
     def __post_init__(self):
         _check([(self.max_steps > 0 or self.epochs > 0, "max_steps", "give max_steps > 0 or epochs > 0"),
@@ -426,16 +430,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
 
 
 def load_yaml(path: str | Path) -> dict:
+    """A config file's keys (flat or nested); a shipped recipe's name works as a path too."""
+    from .recipes import find_recipe
     from .yamlsafe import load_yaml_file
 
     path = Path(path)
+    if not path.is_file():
+        path = find_recipe(str(path)) or path
+    if not path.is_file():
+        raise RevtuneError("config file not found (nor a shipped recipe: revtune config list)", path=path)
     data = load_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise RevtuneError("expected a mapping of config keys", path=path)
     return legacy_values(data) if "model_source" in data else data
 
 
-LEARNED_KEYS = ("labels", "multi_label", "model_source", "decision_threshold", "n_layers", "preset")
+LEARNED_KEYS = ("labels", "multi_label", "model_source", "decision_threshold", "n_layers", "base_model_name",
+               "preset")
 
 
 def legacy_values(saved: dict) -> dict:

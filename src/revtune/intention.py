@@ -82,6 +82,14 @@ def _module(param_name: str) -> str:
     return ".".join(parts[:cut])
 
 
+def saved_layers(run: Path, n_layers: int) -> list[int]:
+    """The layers the predictor's adapter holds: all, or its ``layers_to_transform`` when some layers never
+    trained (their adapters were the identity, so the generator's own initialisation is as good)."""
+    path = Path(run) / "adapter" / "adapter_config.json"
+    saved = json.loads(path.read_text()).get("layers_to_transform") if path.is_file() else None
+    return list(saved) if saved else list(range(n_layers))
+
+
 def transfer_adapters(model, tensors: dict[str, torch.Tensor], layers: list[int], source="predictor") -> int:
     """Copy the predictor's adapter tensors into the generator's adapter parameters of ``layers``, matched
     by name inside the decoder blocks; a missing tensor or a shape mismatch is an error naming the module.
@@ -170,6 +178,7 @@ def train_generator(config, options, predictor: Path, s_gen: list[int], folder: 
     strategy = Strategy(f"frequency:{final_predictor}", NoSignal(),
                         FrequencyRule(s_gen, frequency, str(final_predictor)))
     init = {"selected": s_gen, "all": list(range(len(frequency))), "none": []}[options.init_layers]
+    init = [layer for layer in init if layer in saved_layers(predictor, len(frequency))]
     tensors = predictor_tensors(predictor) if init else {}
     copied = []
 
@@ -198,19 +207,20 @@ def run_alignment(config, folder: Path, final: Path, s_int: list[int], quiet: bo
 
 
 def intention_tune(config, options: IntentionOptions | None = None, quiet: bool = False,
-                   resume: bool = False) -> IntentionResult:
+                   resume: bool = False, announce: bool = True) -> IntentionResult:
     """Both steps (and the optional alignment run) into ``config.output.out``, built in ``OUT.partial``.
     Both steps select with ``ir`` and its options (the split settings also split G_l).
 
     With ``resume``, finished steps are kept and the interrupted one continues from its checkpoint
-    (``OUT.partial/intention.json`` holds the options and config it was started with)."""
+    (``OUT.partial/intention.json`` holds the options and config it was started with). ``announce``
+    prints the summary line at the end (the CLI prints it itself, last)."""
     from .training.checkpoint import Interrupted, StopOnSignal
 
     config = config.override(select="ir")
     out = config.output.out
     stop = StopOnSignal().install()  # between the steps a signal stops at once, keeping finished steps
     try:
-        return _intention_tune(config, options or IntentionOptions(), quiet, resume)
+        return _intention_tune(config, options or IntentionOptions(), quiet, resume, announce)
     except Interrupted as exc:
         exc.resume = f"revtune intention-tune --resume {out}"
         if exc.checkpoint is None and partial_path(out).is_dir():
@@ -220,12 +230,16 @@ def intention_tune(config, options: IntentionOptions | None = None, quiet: bool 
         stop.uninstall()
 
 
-def _intention_tune(config, options: IntentionOptions, quiet: bool, resume: bool) -> IntentionResult:
+def _intention_tune(config, options: IntentionOptions, quiet: bool, resume: bool,
+                    announce: bool) -> IntentionResult:
+    from .environment import environment
+    from .report_html import write_report
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     out = Path(config.output.out)
     with building_resumable(out, config.output.overwrite, resume) as tmp:
         if not resume:
             write_json(tmp / "intention.json", {"options": asdict(options), "config": config.to_dict()})
+            write_json(tmp / "environment.json", environment())  # the command that started it
         say("revtune: Intention-Tuning step 1: intent predictor with ir"
             + (f" (reused from {options.predictor})" if options.predictor else ""))
         predictor = train_predictor(config, options, tmp / "predictor", out / "predictor", quiet)
@@ -242,10 +256,19 @@ def _intention_tune(config, options: IntentionOptions, quiet: bool, resume: bool
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "intention.json", {"options": asdict(options), "config": config.to_dict()})
         plot_steps(tmp, metrics["n_layers"], options.alignment)
-    say(f"revtune: done: generator test sari {metrics['test'].get('sari', float('nan')):.2f}, "
-        f"layers {s_gen}" + (f", alignment {alignment['ratio']:.2f}" if options.alignment else "")
-        + f" -> {out}")
-    return IntentionResult(out, metrics)
+        write_report(tmp, tmp / "report.html", name=out.name)
+    result = IntentionResult(out, metrics)
+    if announce:
+        say(intention_line(result))
+    return result
+
+
+def intention_line(result: IntentionResult) -> str:
+    metrics, alignment = result.metrics, result.metrics.get("alignment") or {}
+    return (f"revtune: done: generator test sari {metrics['test'].get('sari', float('nan')):.2f}, "
+            f"layers {metrics['generator_layers']}"
+            + (f", alignment {alignment['ratio']:.2f}" if alignment.get("ratio") is not None else "")
+            + f" -> {result.path} (report: {result.path / 'report.html'})")
 
 
 def summarise(predictor: dict, generator: dict, s_gen, options, copied: int, alignment: dict) -> dict:

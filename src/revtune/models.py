@@ -19,6 +19,9 @@ from .errors import RevtuneError
 
 DEFAULT_MODEL = "smollm2"
 TASKS = ("intent", "revise")
+# What each embedded spec is on the hub: the name a saved adapter records as its base model.
+HUB_IDS = {DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+TINY_BASE = "base"  # a tiny run saves its random base here, so its adapter has a base to load
 
 
 @dataclass
@@ -106,6 +109,18 @@ def convert_gguf(gguf: Path) -> Path:
     tokenizer.save_pretrained(tmp)
     tmp.rename(target)
     return target
+
+
+def resolvable_name(spec: str, run_dir: str | Path) -> str:
+    """The base model name a saved adapter records: a hub id, a user's own directory or file, never a path
+    inside revtune's cache (the local source is recorded in the run's config.json as ``model_source``).
+    ``tiny`` has no name anywhere, so a tiny run saves its base as ``RUN/base``."""
+    if spec in HUB_IDS:
+        return HUB_IDS[spec]
+    if spec == "tiny":
+        return str(Path(run_dir).resolve() / TINY_BASE)
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
 
 
 def byte_tokenizer():

@@ -1,5 +1,5 @@
-"""Shipped presets: a named YAML file of config keys (``src/revtune/configs/NAME.yaml``) that a run
-starts from, under its own YAML file and flags. ``ir-reference`` is the IR-Tuning authors' settings
+"""Shipped presets: a named YAML file of config keys (``src/revtune/data/presets/NAME.yaml``) that a run
+starts from, under its own YAML file and flags; a recipe in ``configs/`` may name one (``preset:``). ``ir-reference`` is the IR-Tuning authors' settings
 (docs/REFERENCE.md)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def preset_values(name: str) -> dict:
 
     if name not in PRESETS:
         raise RevtuneError(f"unknown preset: {did_you_mean(name, PRESETS)}", field="preset")
-    return load_yaml(Path(__file__).parent / "configs" / f"{name}.yaml")
+    return load_yaml(Path(__file__).parent / "data" / "presets" / f"{name}.yaml")
 
 
 def with_preset(values: dict) -> dict:

@@ -32,7 +32,10 @@ OUTPUT_KINDS = (("config.json", "metrics.json"), ("intention.json", "metrics.jso
 OUTPUT_FILES = frozenset({"config.json", "metrics.json", "selection.jsonl", "trainable.txt", "selection.png",
                           "loss.png", "predictions.jsonl", "intention.json", "compare.json", "compare.md",
                           "config.yaml", "compare_metrics.png", "compare_loss.png", "compare_selection.png",
-                          "card.json", "card.md", "card.png", "environment.json", "compare_stability.png"})
+                          "card.json", "card.md", "card.png", "environment.json", "compare_stability.png",
+                          "report.html"})
+# A model directory that ``revtune export`` wrote (transformers' own file names) lists its files here.
+EXPORT_RECORD = "revtune_export.json"
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
 _HOST = re.sub(r"[^A-Za-z0-9.]", "", socket.gethostname())[:40] or "host"
 
@@ -53,6 +56,23 @@ def umask() -> int:
 
 def disk_error(exc: OSError, path) -> RevtuneError:
     return RevtuneError(f"cannot write: {exc.strerror or exc}", path=path)
+
+
+@contextmanager
+def disk_errors(path):
+    """Around libraries that write by themselves (safetensors under ``save_pretrained``): a full or
+    read-only disk becomes one :class:`RevtuneError`. safetensors reports it as a ``SafetensorError``
+    ("I/O error: No space left on device (os error 28)"), not an ``OSError``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in DISK_ERRNOS:
+            raise disk_error(exc, path) from None
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "SafetensorError" and "I/O error: " in str(exc):
+            raise RevtuneError(f"cannot write: {str(exc).split('I/O error: ', 1)[1]}", path=path) from None
+        raise
 
 
 # --- files --------------------------------------------------------------------------------------------
@@ -141,7 +161,18 @@ def is_revtune_output(folder: Path) -> bool:
         return False
     names = {entry.name for entry in entries}
     files = {entry.name for entry in entries if not entry.is_dir()}
+    if EXPORT_RECORD in files:
+        return files <= {EXPORT_RECORD, *_recorded_files(folder / EXPORT_RECORD)}
     return any(set(kind) <= names for kind in OUTPUT_KINDS) and files <= OUTPUT_FILES
+
+
+def _recorded_files(record: Path) -> list[str]:
+    """The files an export wrote, from its record; none when the record is not one."""
+    try:
+        files = json.loads(record.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
 def _holds_cwd(out: Path) -> bool:
@@ -242,6 +273,10 @@ def _install(tmp: Path, out: Path, overwrite: bool, owner: str) -> None:
         check_output(out, overwrite)
     except RevtuneError as exc:
         raise _keep(tmp, out, exc.message) from None
+    mode = 0o666 & ~umask()
+    for folder, _, files in os.walk(tmp):  # libraries (safetensors) write some files 0600
+        for name in files:
+            os.chmod(os.path.join(folder, name), mode)
     if out.exists():
         trash = out.with_name(f".{out.name}.old-{owner}")
         os.replace(out, trash)
@@ -359,6 +394,31 @@ def building_resumable(out: str | Path, overwrite: bool = False, resume: bool = 
     _install(partial, out, overwrite, f"{os.getpid()}@{_HOST}")
 
 
+LEARNED = ("labels", "multi_label", "model_source", "n_layers", "base_model_name")
+
+
+def learned_of(metrics: dict) -> dict:
+    """What a run learned, from its ``metrics.json``."""
+    learned = {key: metrics.get(key) for key in LEARNED}
+    learned["threshold"] = (metrics.get("decision") or {}).get("threshold", 0.5)
+    return learned
+
+
+def run_record(config, learned: dict) -> dict:
+    """A run's settings by flat name (``task``, ``model``, ``lora_r``...) with what it learned
+    (``labels``, ``decision_threshold``...): the one flat view that model cards, exports and reports read."""
+    record = config.flat()
+    record.update({key: learned.get(key) for key in LEARNED})
+    record["decision_threshold"] = learned.get("threshold", 0.5)
+    return record
+
+
+def read_run_record(run: str | Path) -> tuple[Path, dict]:
+    """:func:`read_run` as one flat record (:func:`run_record`)."""
+    path, config, learned = read_run(run)
+    return path, run_record(config, learned)
+
+
 def read_run(run: str | Path):
     """(path, config, learned) of a finished run directory: its resolved :class:`RunConfig` and what it
     learned (``labels``, ``multi_label``, ``threshold``, ``model_source``, ``n_layers``, and ``source``,
@@ -377,11 +437,10 @@ def read_run(run: str | Path):
     metrics_path = run / "metrics.json"
     metrics = read_json_file(metrics_path) if metrics_path.is_file() else {}
     if "data" in saved:
-        learned = {key: metrics.get(key) for key in ("labels", "multi_label", "model_source", "n_layers")}
-        learned["threshold"] = (metrics.get("decision") or {}).get("threshold", 0.5)
+        learned = learned_of(metrics)
         learned["source"] = metrics_path
     else:
-        learned = {key: saved.get(key) for key in ("labels", "multi_label", "model_source")}
+        learned = {key: saved.get(key) for key in LEARNED}
         learned["n_layers"] = saved.get("n_layers", metrics.get("n_layers"))
         learned["threshold"] = saved.get("decision_threshold", 0.5)
         learned["source"] = config_path

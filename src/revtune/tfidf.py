@@ -57,11 +57,14 @@ def _logits(model, features, n_classes: int, multi_label: bool) -> np.ndarray:
 def tfidf_run(config) -> dict:
     """Fit on train, score dev and test, and leave a run directory at ``config.output.out``; returns
     metrics. The config's selection part is not used: tfidf has no layers."""
+    from pathlib import Path
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
     import torch
 
+    from .environment import environment
+    from .report_html import write_report
     from .training.data import load_splits
     from .training.intent import write_intent_predictions
 
@@ -97,7 +100,7 @@ def tfidf_run(config) -> dict:
             dev_logits = _logits(model, vectorizer.transform(docs["dev"]), len(labels), True)
             threshold = float(tune_threshold(_targets(splits.dev, labels, True), dev_logits))
         dev = score("dev", threshold)
-        dev_entry = {"step": 1, **{k: v for k, v in dev.items() if k != "per_class"}} if dev else {}
+        dev_entry = {"step": 1, **{k: v for k, v in dev.items() if k not in ("per_class", "confusion")}} if dev else {}
         test = score("test", threshold)
         if docs["test"]:
             test_logits = _logits(model, vectorizer.transform(docs["test"]), len(labels), multi)
@@ -116,6 +119,8 @@ def tfidf_run(config) -> dict:
         write_json(tmp / "config.json", config.to_dict())
         write_json(tmp / "metrics.json", metrics)
         write_text(tmp / "trainable.txt", f"total  {int(coef):>10,}  (0 layers, 0 outside the blocks)\n")
+        write_json(tmp / "environment.json", environment())
+        write_report(tmp, tmp / "report.html", name=Path(config.output.out).name)
     return metrics
 
 

@@ -27,7 +27,7 @@ def command_line(args) -> str:
 
     parts = ["revtune", "compare"]
     for key, value in vars(args).items():
-        if key == "command" or value is None:
+        if key in ("command", "stdout", "quiet", "json") or value is None:
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -50,8 +50,24 @@ def run(args) -> int:
     defaults = {} if "out" in vars(args) or "out" in in_yaml or "out" in (in_yaml.get("output") or {}) \
         else {"out": DEFAULT_OUT}
     config, specs, option_values, settings = config_and_strategies(args, DEFAULT_SELECT, **defaults)
-    result = compare(config, specs, command=command_line(args), option_values=option_values, settings=settings)
+    result = compare(config, specs, command=command_line(args), option_values=option_values, settings=settings,
+                     quiet=args.quiet or args.json)
     print(compare_table(result.rows, config.data.task))
     print(statistics_markdown(result.rows, config, settings))
-    print(f"revtune compare: {len(result.rows)} strategies -> {result.path}/compare.md")
-    return 0
+    return compare_summary("compare", result, config.data.task)
+
+
+def compare_summary(command: str, result, task: str) -> dict:
+    """One line (the best row's headline metric, where the table and report are) and the rows as data."""
+    from ..compare import HEADLINE
+
+    headline = HEADLINE[task]
+    done = [row for row in result.rows if row.get("error") is None and row.get(headline) is not None]
+    best = max(done, key=lambda row: row[headline]) if done else None
+    failed = len(result.rows) - len([row for row in result.rows if row.get("error") is None])
+    best_text = f"best {headline} {best[headline]:.4f} ({best['strategy']})" if best else "no finished run"
+    return {"line": f"revtune {command}: {len(result.rows)} runs, {best_text}"
+                    + (f", {failed} failed" if failed else "")
+                    + f" -> {result.path}/compare.md, {result.path}/report.html",
+            "compare": str(result.path), "report": str(result.path / "report.html"), "headline": headline,
+            "rows": result.rows, "exit_code": 0}

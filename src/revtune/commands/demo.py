@@ -41,9 +41,11 @@ def run(args) -> int:
     command = f"revtune demo --select {specs}" + \
         (f" --seeds {','.join(map(str, settings.seeds))}" if settings.seeds else "")
     result = compare(config, specs, config.output.out, command=command, option_values=option_values,
-                     settings=settings)
+                     settings=settings, quiet=args.quiet or args.json)
+    from .compare import compare_summary
+
     print(compare_table(result.rows, config.data.task))
     print(statistics_markdown(result.rows, config, settings))
-    print(f"revtune demo: runs in {result.path}/<strategy>/, table in {result.path}/compare.md, "
-          f"plots in {result.path}/compare_*.png")
-    return 0 if all(row.get("error") is None for row in result.rows) else 1
+    summary = compare_summary("demo", result, config.data.task)
+    summary["exit_code"] = 0 if all(row.get("error") is None for row in result.rows) else 1
+    return summary

@@ -8,11 +8,12 @@ def add_arguments(parser):
     parser.add_argument("b", help="the run directory to compare it with")
 
 
-def run(args) -> int:
+def run(args) -> dict:
     from ..rundiff import diff_runs
 
     found = diff_runs(args.a, args.b)
     for line in found:
         print(line)
-    print(f"revtune diff-runs: {'same run' if not found else f'{len(found)} difference(s)'}: {args.a} vs {args.b}")
-    return 1 if found else 0
+    verdict = "same run" if not found else f"{len(found)} difference(s)"
+    return {"line": f"revtune diff-runs: {verdict}: {args.a} vs {args.b}", "same": not found,
+            "differences": found, "exit_code": 1 if found else 0}

@@ -21,19 +21,21 @@ def add_arguments(parser):
     add_resume_argument(parser)
 
 
-def run(args) -> int:
+def run(args) -> dict:
     from ..config import PARTS, RunConfig, build_parts, merged_values
-    from ..intention import intention_tune
+    from ..intention import intention_line, intention_tune
 
     nested, source = merged_values(args, parts(), {"task": "revise", "select": "ir"})
     options = build_parts({"intention": parts()["intention"]}, nested, source)["intention"]
     nested.pop("intention")
     if args.resume:
         config, options = resumed(args, options)
-        intention_tune(config, options, resume=True)
+        result = intention_tune(config, options, resume=True, announce=False)
     else:
-        intention_tune(RunConfig(**build_parts(PARTS, nested, source)), options)
-    return 0
+        result = intention_tune(RunConfig(**build_parts(PARTS, nested, source)), options, announce=False)
+    return {"line": intention_line(result), "output": str(result.path), "report": str(result.path / "report.html"),
+            "test": result.metrics.get("test"), "generator_layers": result.metrics.get("generator_layers"),
+            "alignment": result.metrics.get("alignment")}
 
 
 def resumed(args, options):

@@ -21,7 +21,7 @@ def add_arguments(parser):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing card directory")
 
 
-def run(args) -> int:
+def run(args) -> dict:
     from ..config import PARTS, RunConfig, build_parts, merged_values
     from ..layercard.build import build_card
 
@@ -30,5 +30,6 @@ def run(args) -> int:
     nested.pop("card")
     nested["output"] = {}
     config = RunConfig(**build_parts(PARTS, nested, source))
-    build_card(config, options, args.out, overwrite=args.overwrite)
-    return 0
+    card = build_card(config, options, args.out, overwrite=args.overwrite)
+    return {"line": f"revtune layer-card: {card.n_layers} blocks -> {args.out} (card.json, card.md, card.png)",
+            "card": str(args.out), "blocks": card.n_layers}

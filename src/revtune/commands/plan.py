@@ -5,31 +5,32 @@ HELP = "predict a run's peak memory (weights, gradients, optimizer, activations)
 def add_arguments(parser):
     from ..config import add_config_arguments
 
-    add_config_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_config_arguments(parser)  # --json (the plan as JSON) is every command's
 
 
-def run(args) -> int:
-    import json
-
+def run(args) -> dict:
     from ..config import config_from_args
+    from ..errors import RevtuneError
     from ..planner import check_limit, format_plan, plan_run
     from ..runtime import resolve_device
 
     config = config_from_args(args)
     planned = plan_run(config)
-    limit = None
+    facts = {"plan": planned.plan.to_dict(), "strategy": planned.strategy.name,
+             "by_lowest_layer": [p.total for p in planned.floors]}
+    heading = f"revtune plan: {config.model.name}, {config.data.task}, select {planned.strategy.name}"
     try:
         limit = check_limit(planned.plan, config.memory, resolve_device(config.model.device))
-    finally:
+    except RevtuneError:  # the plan that was refused is worth seeing, then the one-line error
         if args.json:
-            print(json.dumps({"plan": planned.plan.to_dict(), "strategy": planned.strategy.name,
-                              "by_lowest_layer": [p.total for p in planned.floors]}, indent=2))
+            import json
+
+            print(json.dumps(facts, indent=2), file=args.stdout)
         else:
-            print(f"revtune plan: {config.model.name}, {config.data.task}, select {planned.strategy.name}")
-            print(format_plan(planned.plan, limit))
-            print(by_lowest_layer(planned.floors))
-    return 0
+            print(f"{heading}\n{format_plan(planned.plan, None)}\n{by_lowest_layer(planned.floors)}")
+        raise
+    print(f"{heading}\n{format_plan(planned.plan, limit)}")
+    return {"line": by_lowest_layer(planned.floors), **facts}
 
 
 def by_lowest_layer(floors) -> str:

@@ -26,7 +26,7 @@ def add_arguments(parser):
     add_flags(parser, PredictOptions, keep_defaults=True)
 
 
-def run(args) -> int:
+def run(args) -> dict:
     from pathlib import Path
 
     from ..knobs import from_namespace
@@ -40,5 +40,10 @@ def run(args) -> int:
     model, tokenizer, config, learned = load_run_model(options.run, "intent", options.device)
     rows = predict_intents(model, tokenizer, config, learned, records, options.batch_size)
     write_jsonl(out, rows)
-    print(f"revtune: {len(rows)} predictions -> {out}")
-    return 0
+    counts = {}
+    for row in rows:
+        for name in row["intents"]:
+            counts[name] = counts.get(name, 0) + 1
+    top = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
+    return {"line": f"revtune predict: {len(rows)} predictions -> {out} (most predicted: {top or 'none'})",
+            "predictions": str(out), "n": len(rows), "intent_counts": counts}

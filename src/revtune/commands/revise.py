@@ -31,7 +31,7 @@ def add_arguments(parser):
         add_flag(parser, DecodingConfig, f, extra_help="; overrides the run's")
 
 
-def run(args) -> int:
+def run(args) -> dict:
     import contextlib
     import dataclasses
     import sys
@@ -59,17 +59,22 @@ def run(args) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the revisions
         model, tokenizer, config, _ = load_run_model(run_dir, "revise", options.device)
-    changed = {f.name: getattr(args, flat_name(f)) for f in cli_fields(DecodingConfig) if hasattr(args, flat_name(f))}
-    decoding = dataclasses.replace(config.decoding, **changed)
+    changed_decoding = {f.name: getattr(args, flat_name(f)) for f in cli_fields(DecodingConfig)
+                        if hasattr(args, flat_name(f))}
+    decoding = dataclasses.replace(config.decoding, **changed_decoding)
     revisions = revise_texts(model, tokenizer, sources, [intents] * len(sources), decoding, options.batch_size,
                              config.training.seed, config.data.max_length)
+    changed = sum(r.strip() != s.strip() for s, r in zip(sources, revisions))
+    summary = {"n": len(revisions), "changed": changed, "intents": intents}
     if options.out:
         write_jsonl(Path(options.out), [{"text": r, "source": s, "intents": intents}
                                         for s, r in zip(sources, revisions)])
-        print(f"revtune: {len(revisions)} revisions -> {options.out}")
-    else:
-        print("\n".join(r.replace("\n", " ") for r in revisions))
-    return 0
+        return {"line": f"revtune revise: {len(revisions)} revisions ({changed} changed) -> {options.out}",
+                "revisions": options.out, **summary}
+    if not args.json:
+        print("\n".join(r.replace("\n", " ") for r in revisions), file=getattr(args, "stdout", sys.stdout))
+    return {"line": f"revtune revise: {len(revisions)} revisions ({changed} changed), for {', '.join(intents)}",
+            "line_to_stderr": True, "texts": revisions, **summary}
 
 
 def parse_intents(text: str, known: list[str]) -> list[str]:

@@ -12,7 +12,6 @@ class ScoreOptions:
     src: str = knob(help_text='JSONL, one {"text": source} per line')
     pred: str = knob(help_text='JSONL, one {"text": prediction} per line')
     ref: str = knob(help_text='JSONL, one {"references": [...]} or {"text": reference} per line')
-    json: bool = knob(False, "print JSON instead of a table")
     out: str | None = knob(None, "also write the scores as JSON to this file (atomically)")
     per_item: bool = knob(False, "also give every item's scores")
     sari_variant: str = knob("iterater", "how SARI counts empty ratios: iterater (0/0 = 0), hf (0/0 = 1), "
@@ -30,9 +29,7 @@ def add_arguments(parser):
     add_flags(parser, ScoreOptions, keep_defaults=True)
 
 
-def run(args) -> int:
-    import json
-
+def run(args) -> dict:
     from ..knobs import from_namespace
     from ..metrics.generation import read_score_files, score_generation
     from ..rundir import check_output_file, write_json
@@ -44,11 +41,10 @@ def run(args) -> int:
     scores = score_generation(sources, predictions, references, options.sari_variant, per_item=options.per_item)
     if options.out:
         write_json(options.out, scores)
-    if options.json:
-        print(json.dumps(scores, indent=2))
-        return 0
-    print(format_scores(scores))
-    return 0
+    if not args.json:
+        print(format_scores(scores))
+    return {"line": f"revtune score: {scores['n']} items, SARI {scores['sari']:.2f}, GLEU {scores['gleu']:.4f}, "
+                    f"Update-R {scores['update_r']:.4f}", **scores}
 
 
 def format_scores(scores: dict) -> str:

@@ -36,13 +36,17 @@ def resume_target(args) -> str:
     return out
 
 
-def run(args) -> int:
+def run(args) -> dict:
     from ..config import config_from_args
     from ..rundir import read_started_config
 
     config = resumed_config(args, read_started_config(resume_target(args))) if args.resume else \
         config_from_args(args)
-    from ..training.run import train_run  # after the checks: they fail fast, before torch loads
+    from ..distributed import is_main
+    from ..training.run import run_summary, summary_line, train_run  # after the checks: before torch loads
 
-    train_run(config, resume=bool(args.resume))
-    return 0
+    result = train_run(config, resume=bool(args.resume), announce=False)
+    if not is_main():  # one summary per run, from rank 0
+        return {}
+    return {"line": summary_line(result.path, result.headline, result.metrics),
+            **run_summary(result.path, config.data.task, result.headline, result.metrics)}

@@ -80,7 +80,6 @@ def build_card(config, options: CardOptions, out: str | Path, overwrite: bool = 
         if options.measure_performance:
             add_performance(data, config, options, probe, say)
         write_card(tmp, data)
-    say(f"revtune: layer card -> {out} (card.json, card.md, card.png)")
     return read_card(out)
 
 

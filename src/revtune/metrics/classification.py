@@ -6,7 +6,8 @@ multi-label ones (IteraTeR document level) predict every intent whose sigmoid re
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, average_precision_score, precision_recall_fscore_support
+from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix,
+                             multilabel_confusion_matrix, precision_recall_fscore_support)
 
 from revtune.errors import RevtuneError
 
@@ -80,7 +81,17 @@ def classification_metrics(labels, logits, label_names, multi_label: bool = Fals
         "per_class": {name: {"precision": float(precision[c]), "recall": float(recall[c]),
                              "f1": float(f1[c]), "support": int(support[c])}
                       for c, name in enumerate(names)},
+        "confusion": _confusion(labels, predicted, names, multi_label),
     }
+
+
+def _confusion(labels, predicted, names: list[str], multi_label: bool) -> dict:
+    """Rows are the true class, columns the predicted one; multi-label: one [[tn, fp], [fn, tp]] per class."""
+    if multi_label:
+        matrix = multilabel_confusion_matrix(labels, predicted).tolist()
+        return {"kind": "per_class", "labels": names, "matrix": matrix}
+    matrix = confusion_matrix(labels, predicted, labels=list(range(len(names)))).tolist()
+    return {"kind": "multiclass", "labels": names, "matrix": matrix}
 
 
 def tune_threshold(labels, logits) -> float:

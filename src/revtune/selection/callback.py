@@ -3,10 +3,15 @@
 Drop it into a Trainer (or a TRL trainer) that trains a peft model: at the start of every step the
 strategy picks the active layers and only those receive gradients; after backward the strategy's signal
 reads the gradients. Nothing else of revtune is needed.
+
+The callback also speaks to the Trainer's loggers: at every log it adds the active-layer count and each
+layer's score and activity to the logs, so ``report_to="tensorboard"`` or ``"wandb"`` shows the selection
+as it happens, and it writes histograms of the scores and active layers to TensorBoard's writer.
 """
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -14,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
+from transformers.trainer_callback import CallbackHandler, ExportableState
 
 from ..adapters import LayerMap, layer_map
 from ..distributed import check_agreement, is_main
@@ -71,10 +76,15 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
     so far. On ``trainer.train(resume_from_checkpoint=...)`` the callback puts that state back itself in
     ``on_train_begin`` (leave ``restore_callback_states_from_checkpoint`` off: the Trainer's own restore
     rebuilds callbacks from constructor arguments, which cannot carry a strategy bound to a model).
+
+    Loggers: integration callbacks (TensorBoard, W&B) come before user callbacks in a Trainer, so at the
+    start of training the callback moves itself to the front of the Trainer's callback list; its ``on_log``
+    then adds ``selection/...`` keys before any logger reads the logs (``log_selection=False`` turns it off).
     """
 
     def __init__(self, strategy: str | StrategyOptions | Strategy = "ir", log_path: str | Path | None = None,
-                 interval: int = 1, seed: int = 0, layers: LayerMap | None = None, **options):
+                 interval: int = 1, seed: int = 0, layers: LayerMap | None = None, log_selection: bool = True,
+                 **options):
         if interval < 1:
             raise RevtuneError(f"selection interval must be >= 1, got {interval}", field="select_interval")
         if options and not isinstance(strategy, str):
@@ -84,6 +94,8 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
         self.log_path = Path(log_path) if log_path else None
         self.interval = interval
         self.seed = seed
+        self.log_selection = log_selection
+        self._handler: CallbackHandler | None = None
         self.history: deque[dict] = deque(maxlen=HISTORY_IN_MEMORY)
         self.steps_seen = 0
         self.active_total = 0
@@ -119,6 +131,11 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
         self._hook = model.register_forward_pre_hook(self._remember_batch, with_kwargs=True)
         self._args, self._clip = args, args.max_grad_norm
         args.max_grad_norm = 0.0
+        if self.log_selection:
+            self._handler = _calling_handler(self)
+            if self._handler is not None:  # ahead of the loggers, so on_log's additions reach them
+                self._handler.callbacks.remove(self)
+                self._handler.callbacks.insert(0, self)
         if self.log_path and is_main():  # one log per run, not one per rank
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = _reopen_log(self.log_path, state.global_step, self.history)
@@ -203,12 +220,44 @@ class LayerSelectionCallback(TrainerCallback, ExportableState):
     def mean_active_layers(self) -> float:
         return self.active_total / max(1, self.steps_seen)
 
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not self.log_selection or logs is None or self.ctx is None or "loss" not in logs:
+            return
+        logs.update(self.selection_logs())
+        writer = self._tensorboard_writer()
+        if writer is not None:
+            step = state.global_step
+            writer.add_histogram("selection/active", np.asarray(self.active, dtype=np.float64), step,
+                                 bins=np.arange(self.ctx.n_layers + 1) - 0.5)
+            if self.scores is not None and np.isfinite(self.scores).all():
+                writer.add_histogram("selection/scores", np.asarray(self.scores, dtype=np.float64), step)
+
+    def selection_logs(self) -> dict[str, float]:
+        """What the current step's selection adds to the Trainer's logs: the count, then per layer its
+        score (when the strategy has one) and activity (1 trained, 0 frozen)."""
+        logs = {"selection/active_layers": float(len(self.active))}
+        wanted = set(self.active)
+        for layer in range(self.ctx.n_layers):
+            if self.scores is not None and layer < len(self.scores) and np.isfinite(self.scores[layer]):
+                logs[f"selection/layer_{layer:02d}/score"] = float(self.scores[layer])
+            logs[f"selection/layer_{layer:02d}/active"] = float(layer in wanted)
+        return logs
+
+    def _tensorboard_writer(self):
+        if not is_main():  # one event file per run: rank 0's (the Trainer gives only it a writer anyway)
+            return None
+        for callback in self._handler.callbacks if self._handler else ():
+            if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "tb_writer", None):
+                return callback.tb_writer
+        return None
+
     def on_train_end(self, args, state, control, **kwargs):
         # Leave every layer trainable again, so saving and later training see the whole adapter.
         apply_active(self.ctx.layers, list(range(self.ctx.n_layers)))
         self.close()
 
     def close(self):
+        self._handler = None
         if self._args is not None:
             self._args.max_grad_norm = self._clip
             self._args = None
@@ -261,6 +310,19 @@ def _reopen_log(path: Path, step: int, recent) -> "object":
 def _record(step: int, active: list[int], scores: list[float] | None) -> dict:
     """One line of ``selection.jsonl``, its keys in this order (a restored log is rewritten byte for byte)."""
     return {"step": step, "active": active, "scores": scores}
+
+
+def _calling_handler(callback) -> CallbackHandler | None:
+    """The Trainer's CallbackHandler that is calling ``callback`` now (events carry no reference to it)."""
+    frame = sys._getframe(1)
+    for _ in range(6):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, CallbackHandler) and any(c is callback for c in owner.callbacks):
+            return owner
+        frame = frame.f_back
+    return None
 
 
 def _check_optimizer_holds(optimizer, layers: LayerMap) -> None:

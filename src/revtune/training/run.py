@@ -20,10 +20,11 @@ from transformers.trainer_callback import ExportableState, PrinterCallback, Prog
 from .. import adapters as adapter_lib
 from .. import distributed as dist_lib
 from ..config import TrainingConfig
+from ..environment import environment as provenance
 from ..errors import RevtuneError
 from ..models import decoder_blocks, load_model, prepare_tokenizer
 from ..planner import check_limit, format_plan, plan_run
-from ..rundir import STARTED_CONFIG, partial_path, write_json, write_text
+from ..rundir import STARTED_CONFIG, disk_errors, partial_path, write_json, write_text
 from ..runtime import (PeakMemory, environment, mixed_precision, resolve_device, resolve_dtype, seed_everything,
                        use_deterministic_algorithms)
 from ..selection.base import Strategy
@@ -39,6 +40,7 @@ from .memory import StepMemory
 class RunResult:
     path: Path
     metrics: dict
+    headline: str = "macro_f1"  # the task's best-dev metric
 
 
 def resolve_adapter(adapter: adapter_lib.AdapterConfig, strategy: Strategy) -> adapter_lib.AdapterConfig:
@@ -84,7 +86,7 @@ class BestDevTracker(TrainerCallback, ExportableState):
             scores = evaluate_split(self.task, self.model, "dev")
             if not scores:
                 return
-            entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k != "per_class"}}
+            entry = {"step": state.global_step, **{k: v for k, v in scores.items() if k not in ("per_class", "confusion")}}
             self.history.append(entry)
             headline = scores[self.task.headline]
             if self.best is None or headline > self.best[self.task.headline]:
@@ -168,13 +170,37 @@ def training_arguments(training: TrainingConfig, checkpoints: Path, device, tota
         warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=training.weight_decay,
         max_grad_norm=training.max_grad_norm, num_train_epochs=training.epochs, max_steps=training.max_steps,
         logging_steps=1, save_strategy="steps" if save_every else "no",
-        save_steps=save_every or 500, save_only_model=False, eval_strategy="no", report_to=[],
+        save_steps=save_every or 500, save_only_model=False, eval_strategy="no",
+        report_to=[] if training.report_to == "none" else [training.report_to],
         full_determinism=training.deterministic, seed=training.seed,
         data_seed=training.seed, use_cpu=device.type == "cpu", remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=not dist_lib.is_main(), **mixed_precision(dtype, device),
         # Layers switch on and off between steps: DDP must look for unused parameters every step, and
         # the graph is not static. Frozen layers have grad None, which DDP leaves untouched.
         ddp_find_unused_parameters=True, ddp_static_graph=False, **checkpointing)
+
+
+def check_report_to(training: TrainingConfig) -> None:
+    """A missing logger is a one-line error before any training, not a traceback from the Trainer."""
+    import importlib.util
+
+    if training.report_to != "none" and importlib.util.find_spec(training.report_to) is None:
+        raise RevtuneError(f"--report-to {training.report_to} needs the {training.report_to} package: "
+                           f"pip install {training.report_to} (or revtune[logging])", field="report_to")
+
+
+def live_logging(trainer, training: TrainingConfig, tmp: Path) -> None:
+    """TensorBoard event files inside the run directory (the Trainer's own folder is deleted at the end);
+    W&B's files too, under a project named revtune unless the user set one."""
+    import os
+
+    if training.report_to == "tensorboard":
+        for callback in trainer.callback_handler.callbacks:
+            if type(callback).__name__ == "TensorBoardCallback":
+                callback.logging_dir = str(tmp / "tensorboard")
+    elif training.report_to == "wandb":
+        os.environ.setdefault("WANDB_PROJECT", "revtune")
+        os.environ["WANDB_DIR"] = str(tmp)
 
 
 def planned_steps(training: TrainingConfig, n_train: int) -> int:
@@ -187,12 +213,14 @@ def planned_steps(training: TrainingConfig, n_train: int) -> int:
 
 def train_run(config, strategy: Strategy | None = None,
               prepare_model: Callable[[torch.nn.Module], None] | None = None,
-              quiet: bool = False, resume: bool = False, resume_hint: str | None = None) -> RunResult:
+              quiet: bool = False, resume: bool = False, resume_hint: str | None = None,
+              announce: bool = True) -> RunResult:
     """Train one run and leave a complete run directory at ``config.output.out``.
 
     The run is built in ``OUT.partial``; with ``resume`` it continues from the last checkpoint there.
     SIGINT/SIGTERM finish the step, write a checkpoint and raise :class:`Interrupted`; a run stopped
-    before its first checkpoint leaves nothing behind. Set-up order: adapters attached, the caller's
+    before its first checkpoint leaves nothing behind. ``announce`` prints the summary line at the end
+    (the CLI prints it itself, last). Set-up order: adapters attached, the caller's
     ``prepare_model(model)``, the strategy's ``prepare``; then the one layer map of the run (shared with
     the callback) and ``trainable.txt``.
     """
@@ -201,7 +229,7 @@ def train_run(config, strategy: Strategy | None = None,
         stop.install()
     out = config.output.out
     try:
-        return _train_run(config, strategy, prepare_model, quiet, resume, stop)
+        return _train_run(config, strategy, prepare_model, quiet, resume, stop, announce)
     except Interrupted as exc:
         exc.checkpoint = last_checkpoint(partial_path(out) / "checkpoints")
         exc.resume = exc.resume or resume_hint or f"revtune train --resume {out}"
@@ -210,10 +238,13 @@ def train_run(config, strategy: Strategy | None = None,
         stop.uninstall()
 
 
-def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResult:
+def _train_run(config, strategy, prepare_model, quiet, resume, stop, announce) -> RunResult:
     say = (lambda *a: None) if quiet or not dist_lib.is_main() else (lambda *a: print(*a, flush=True))
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    # peft checks the vocabulary against the base's config, and a tiny base is only saved at the end
+    warnings.filterwarnings("ignore", message="Could not find a config file", module="peft")
     training, model_part = config.training, config.model
+    check_report_to(training)
     seed_everything(training.seed)
     device, dtype = resolve_device(model_part.device), resolve_dtype(model_part.dtype)
     if training.deterministic:
@@ -282,6 +313,7 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResul
         for noisy in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(noisy)
         trainer.add_callback(QuietProgress())
+        live_logging(trainer, training, tmp)
         peak.reset()
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -302,10 +334,12 @@ def _train_run(config, strategy, prepare_model, quiet, resume, stop) -> RunResul
         task.finish(model, tmp)  # every rank: its test predictions are sharded (a scratch folder off rank 0)
         state = dist_lib.full_trainable_state(model)  # gathered on every rank when FSDP shards it
         if dist_lib.is_main():
-            save_run(tmp, config, model, tokenizer, task, metrics, state)
+            with disk_errors(out):  # adapters, tokenizers and the tiny base write themselves
+                save_run(tmp, config, model, tokenizer, task, metrics, state)
         dist_lib.barrier()  # every rank got here: only now may rank 0 rename the run into place
-    say(summary_line(out, task, metrics))
-    return RunResult(Path(out), metrics)
+    if announce:
+        say(summary_line(out, task.headline, metrics))
+    return RunResult(Path(out), metrics, task.headline)
 
 
 def _start_or_resume(tmp: Path, config, device, resume: bool, say) -> Path | None:
@@ -314,7 +348,7 @@ def _start_or_resume(tmp: Path, config, device, resume: bool, say) -> Path | Non
     if not resume:
         (tmp / "checkpoints").mkdir()
         write_json(tmp / "checkpoints" / STARTED_CONFIG, config.to_dict())
-        write_json(tmp / "environment.json", env)
+        write_json(tmp / "environment.json", {**provenance(), **env})  # provenance: command, packages (report)
         return None
     checkpoint = last_checkpoint(tmp / "checkpoints")
     if checkpoint is None:
@@ -369,23 +403,58 @@ def _load_trainable(model, state: dict) -> None:
 
 
 def save_run(tmp: Path, config, model, tokenizer, task, metrics, state=None) -> None:
-    """``config.json`` is exactly the resolved config (it re-runs the run); what the run learned is in
-    ``metrics.json``."""
+    """Rank 0 only. ``config.json`` is exactly the resolved config (it re-runs the run); what the run
+    learned is in ``metrics.json``. ``state``: the trainable tensors gathered whole when FSDP shards them."""
+    from ..modelcard import trained_layers, write_task_and_card
+    from ..models import TINY_BASE, resolvable_name
+    from ..rundir import learned_of, run_record
     from ..report import plot_run
+    from ..report_html import write_report
 
-    adapter_lib.save_adapter(model, config.adapter, tmp / "adapter", state)
+    out = config.output.out
+    base_name = resolvable_name(config.model.name, out)
+    metrics["base_model_name"] = base_name
+    adapter_lib.save_adapter(model, config.adapter, tmp / "adapter", state, task=task.name,
+                             trained_layers=trained_layers(metrics), base_model_name=base_name)
     tokenizer.save_pretrained(tmp / "tokenizer")
+    tokenizer.save_pretrained(tmp / "adapter")  # AutoPeftModel reads the tokenizer beside the adapter
+    if config.model.name == "tiny":
+        save_tiny_base(config, task, tmp / TINY_BASE, tokenizer)
+    env = json.loads((tmp / "environment.json").read_text())  # written when the run started
     write_json(tmp / "config.json", config.to_dict())
     write_json(tmp / "metrics.json", metrics)
+    write_task_and_card(tmp / "adapter", run_record(config, learned_of(metrics)), metrics, env, base_name,
+                        merged=False)
     plot_run(tmp)
     shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+    write_report(tmp, tmp / "report.html", name=Path(out).name)
 
 
-def summary_line(out, task, metrics: dict) -> str:
+def save_tiny_base(config, task, folder: Path, tokenizer) -> None:
+    """The tiny model's random base (rebuilt from its seed, as ``predict`` does), with the run's labels in
+    its config: the base a tiny run's adapter names, so peft's auto classes can load it like any other."""
+    base = load_model("tiny", task.model_task, task.splits.labels, task.splits.multi_label,
+                      resolve_dtype(config.model.dtype), config.training.seed, config.model.tiny_layers)
+    prepare_tokenizer(base.tokenizer, base.model)
+    base.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def summary_line(out, head: str, metrics: dict) -> str:
     test = metrics.get("test") or {}
-    head = task.headline
     score = f"test {head} {test[head]:.4f}" if head in test else f"best dev {head} " \
         f"{metrics['best_dev'].get(head, float('nan')):.4f}"
     return (f"revtune: done: {score}, {metrics['steps']} steps, {metrics['mean_step_seconds']:.2f} s/step, "
             f"peak {metrics['peak_memory_bytes'] / 2**30:.2f} GiB, "
-            f"{metrics['mean_active_layers']:.1f}/{metrics['n_layers']} layers per step -> {out}")
+            f"{metrics['mean_active_layers']:.1f}/{metrics['n_layers']} layers per step -> {out} "
+            f"(report: {Path(out) / 'report.html'})")
+
+
+def run_summary(out, task_name: str, headline: str, metrics: dict) -> dict:
+    """What ``revtune train --json`` prints: where the run is and its headline figures."""
+    test = metrics.get("test") or {}
+    return {"run": str(out), "report": str(Path(out) / "report.html"), "task": task_name,
+            "headline": headline, "test": {k: v for k, v in test.items() if isinstance(v, (int, float))},
+            "best_dev": metrics.get("best_dev"), "steps": metrics.get("steps"),
+            "mean_step_seconds": metrics.get("mean_step_seconds"), "peak_memory_bytes": metrics.get("peak_memory_bytes"),
+            "mean_active_layers": metrics.get("mean_active_layers"), "n_layers": metrics.get("n_layers")}
