@@ -10,6 +10,7 @@ from conftest import run_cli, tiny_args
 
 import revtune
 from revtune.models import cache_dir
+from revtune.rundir import read_run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXTS = ["Their is a error in this sentense.", "He go home yesterday."]
@@ -85,8 +86,8 @@ def test_adapter_export_loads_with_peft(runs, tmp_path):
     out = tmp_path / "adapter"
     result = run_cli("export", runs / "runs" / "ir", "--out", out)
     assert result.returncode == 0, result.stderr
-    config = json.loads((runs / "runs" / "ir" / "config.json").read_text())
-    base = load_model("tiny", "intent", config["labels"], seed=config["seed"]).model
+    _, config, learned = read_run(runs / "runs" / "ir")  # labels: what the run learned (metrics.json)
+    base = load_model("tiny", "intent", learned["labels"], seed=config.training.seed).model
     model = PeftModel.from_pretrained(base, str(out))
     assert sum("lora_A" in n for n, _ in model.named_parameters()) == 3 * 5  # 3 layers x 5 target modules
     assert "base_model:" in (out / "README.md").read_text()
@@ -95,15 +96,16 @@ def test_adapter_export_loads_with_peft(runs, tmp_path):
 def test_merged_generator_revises_as_the_run_does(runs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from revtune.training.revise import Decoding, revise_texts
+    from revtune.training.revise import revise_texts
 
     out = tmp_path / "gen"
     assert run_cli("export", runs / "runs" / "gen", "--merge", "--out", out).returncode == 0
     model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     run = revtune.load_run(runs / "runs" / "gen")
-    config = json.loads((runs / "runs" / "gen" / "config.json").read_text())
-    merged = revise_texts(model, tokenizer, TEXTS, [["fluency"]] * 2, Decoding.from_config(config))
+    _, config, _ = read_run(runs / "runs" / "gen")
+    merged = revise_texts(model, tokenizer, TEXTS, [["fluency"]] * 2, config.decoding, config.training.batch_size,
+                          config.training.seed, config.data.max_length)
     assert merged == run.revise(TEXTS, intent="fluency")
 
 
