@@ -15,6 +15,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -282,7 +283,7 @@ def _unscale(optimizer) -> None:
         scaler.unscale_(optimizer.optimizer)
 
 
-def _reopen_log(path: Path, step: int, recent) -> "object":
+def _reopen_log(path: Path, step: int, recent) -> TextIO:
     """Open ``selection.jsonl`` for the steps from ``step`` on.
 
     A resumed run keeps the lines its interrupted predecessor wrote before the checkpoint (the
