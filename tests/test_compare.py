@@ -187,3 +187,17 @@ def test_jobs_run_seed_by_seed_and_tfidf_once_unless_its_data_follow_the_seed(co
     carved = RunConfig.from_values(dict(train=str(corpus / "train.jsonl")))  # dev drawn from train by the seed
     assert [j.seed for j in plan_jobs(["tfidf"], carved, seeds)] == [3, 4]
     assert [(j.seed, j.folder) for j in plan_jobs(["ir"], RunConfig.from_values(dict(seed=5)))] == [(5, "ir")]
+
+
+def test_step_bar_follows_the_training_bar_not_the_bars_after_it(tmp_path):
+    from tqdm import tqdm
+
+    from revtune.compare import _follow
+
+    log = tmp_path / "child.log"
+    log.write_bytes(b"revtune: warm-up 0 steps\n\r  0%|     | 0/3 [00:00<?, ?it/s]\r 67%|###  | 2/3 [00:00<00:00]"
+                    b"\r100%|#####| 3/3 [00:00<00:00, loss=1.5]\n"
+                    b"\rWriting model shards:   0%|     | 0/1 [00:00<?]\rWriting model shards: 100%|#####| 1/1 [00:00]\n")
+    bar = tqdm(total=3, disable=True)
+    _follow(log, bar)
+    assert (bar.n, bar.total) == (3, 3)

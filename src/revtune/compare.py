@@ -181,13 +181,16 @@ def stop_child(child: subprocess.Popen, grace: float = 20.0) -> None:
         child.wait()
 
 
-STEP_COUNTER = re.compile(rb"(\d+)/(\d+) \[")
+STEP_COUNTER = re.compile(rb"[\r\n] *\d+%\|[^|\r\n]*\| *(\d+)/(\d+) \[")
 
 
 def _follow(log: Path, progress) -> None:
-    """Move ``progress`` to the last 'N/M [' counter the child's progress bar wrote."""
+    """Move ``progress`` to the last 'N/M [' counter of the child's training bar.
+
+    Only a bar with no description counts: the Trainer's steps bar has none, while the bars that
+    come after it (``Writing model shards: 1/1``) would otherwise pull the steps back to 1/1."""
     with log.open("rb") as handle:
-        handle.seek(max(0, log.stat().st_size - 4096))
+        handle.seek(max(0, log.stat().st_size - 65536))
         found = STEP_COUNTER.findall(handle.read())
     if found:
         done, total = (int(v) for v in found[-1])
