@@ -16,12 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from revtune.rundiff import TIMING_KEYS
+
 INTENTS = {"clarity": ("the thing was done by them", "the committee approved the budget"),
            "fluency": ("they was going their", "they were going there"),
            "coherence": ("It rained. We stayed.", "It rained, so we stayed."),
            "style": ("kids got super mad", "the children became very upset")}
-TIMING = {"mean_step_seconds", "peak_memory_bytes", "train_seconds"}
-NEW_KEYS = {"labels", "multi_label", "model_source", "layer_sizes", "outside_params"}  # moved from config.json
+TIMING = TIMING_KEYS  # measured, so never equal twice
+NEW_KEYS = {"labels", "multi_label", "model_source", "layer_sizes", "outside_params",  # moved from config.json
+            "base_model_name", "confusion"}  # added by reports and export
 SPECS = ["ir", "weight", "cosine", "all", "fixed:0-2,-1", "full", "random:3", "lisa:2:3",
          "lisa:2:20:frozen-embeddings", "ist", "replay:{runs}/ir", "frequency:{runs}/ir",
          "intention:{work}/intention", "card:{work}/card --budget layers=2"]
@@ -43,8 +46,14 @@ def cli(*args) -> None:
         raise SystemExit(f"failed: {' '.join(map(str, args))}\n{result.stderr[-3000:]}")
 
 
-def strip(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in TIMING}
+def strip(value):
+    """What a behaviour change would move: measured and newly added keys dropped at every depth, so a
+    fingerprint written by an older tree compares on what both trees record."""
+    if isinstance(value, dict):
+        return {k: strip(v) for k, v in value.items() if k not in TIMING | NEW_KEYS}
+    if isinstance(value, list):
+        return [strip(v) for v in value]
+    return value
 
 
 def main() -> None:
@@ -84,7 +93,7 @@ def main() -> None:
     (work / "fingerprint.json").write_text(json.dumps(found, indent=1, sort_keys=True))
     if args.against:
         old = json.loads(Path(args.against).read_text())
-        differ = [k for k in old if old[k] != found.get(k)]
+        differ = [k for k in old if strip(old[k]) != strip(found.get(k))]
         print(f"{len(old)} runs compared, {len(differ)} differ: {differ}")
         raise SystemExit(1 if differ else 0)
 
