@@ -22,7 +22,6 @@ INTENTS = {"clarity": ("the thing was done by them", "the committee approved the
            "fluency": ("they was going their", "they were going there"),
            "coherence": ("It rained. We stayed.", "It rained, so we stayed."),
            "style": ("kids got super mad", "the children became very upset")}
-TIMING = TIMING_KEYS  # measured, so never equal twice
 NEW_KEYS = {"labels", "multi_label", "model_source", "layer_sizes", "outside_params",  # moved from config.json
             "base_model_name", "confusion"}  # added by reports and export
 SPECS = ["ir", "weight", "cosine", "all", "fixed:0-2,-1", "full", "random:3", "lisa:2:3",
@@ -50,7 +49,7 @@ def strip(value):
     """What a behaviour change would move: measured and newly added keys dropped at every depth, so a
     fingerprint written by an older tree compares on what both trees record."""
     if isinstance(value, dict):
-        return {k: strip(v) for k, v in value.items() if k not in TIMING | NEW_KEYS}
+        return {k: strip(v) for k, v in value.items() if k not in TIMING_KEYS | NEW_KEYS}
     if isinstance(value, list):
         return [strip(v) for v in value]
     return value
@@ -84,7 +83,6 @@ def main() -> None:
         if not (args.resume and (out / "metrics.json").is_file()):
             cli("train", *base, "--select", spec, *extra, *(["--adapter", adapter] if adapter else []), "--out", out)
         metrics = json.loads((out / "metrics.json").read_text())
-        metrics = {k: v for k, v in metrics.items() if k not in NEW_KEYS}
         metrics["strategy"] = metrics["strategy"].replace(str(work), "WORK")
         found[name] = {"selection": (out / "selection.jsonl").read_text(), "metrics": strip(metrics)}
         print(f"{name}: {metrics['importance_frequency']}", flush=True)
