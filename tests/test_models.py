@@ -1,4 +1,5 @@
 """Decoder blocks found by structure, and every adapter attached, on tiny random models of each family."""
+import json
 import pytest
 import torch
 import transformers
@@ -106,3 +107,28 @@ def test_trainable_table_counts_are_true_counts():
     # q: 32->32, k: 32->16, v: 32->16, up: 32->64, down: 64->32 ; LoRA r=2 adds r*(in+out) each
     per_layer = 2 * ((32 + 32) + (32 + 16) + (32 + 16) + (32 + 64) + (64 + 32))
     assert layers.layer_sizes() == [per_layer] * 3
+
+
+def test_a_conversion_that_loses_the_race_uses_the_winners_copy(tmp_path):
+    from revtune.models import publish_conversion
+
+    target, mine = tmp_path / "model", tmp_path / "model.tmp2"
+    target.mkdir()
+    (target / "config.json").write_text('{"winner": true}')
+    mine.mkdir()
+    (mine / "config.json").write_text('{"winner": false}')
+    assert publish_conversion(mine, target) == target
+    assert json.loads((target / "config.json").read_text()) == {"winner": True}
+    assert not mine.exists()
+
+
+def test_a_conversion_blocked_by_an_unfinished_copy_still_fails(tmp_path):
+    from revtune.models import publish_conversion
+
+    target, mine = tmp_path / "model", tmp_path / "model.tmp2"
+    (target / "half").mkdir(parents=True)
+    (mine / "config.json").parent.mkdir()
+    (mine / "config.json").write_text("{}")
+    with pytest.raises(OSError):
+        publish_conversion(mine, target)
+    assert (mine / "config.json").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,19 @@ def convert_gguf(gguf: Path) -> Path:
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
+    return publish_conversion(tmp, target)
+
+
+def publish_conversion(tmp: Path, target: Path) -> Path:
+    """Rename a finished conversion into place. Two processes converting at once (compare's runs, the
+    ranks of a first ``torchrun``) race here: the loser finds the winner's complete copy, drops its own
+    and uses that one."""
+    try:
+        tmp.rename(target)
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
