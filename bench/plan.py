@@ -36,13 +36,15 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", help="measure only the configs whose text contains this, e.g. checkpointing")
     args = parser.parse_args()
+    configs = [c for c in CONFIGS if args.only is None or args.only in " ".join([c[0], *c[1]])]
     with tempfile.TemporaryDirectory() as tmp:
         files = write_corpus(Path(tmp), {"train": 40, "dev": 5, "test": 5},
                              lambda rng: " ".join(rng.choice(WORDS) for _ in range(args.max_length)),
                              lambda before: before + " indeed")
         rows = [measure(args, files, select, extra, Path(tmp) / f"run{i}")
-                for i, (select, extra) in enumerate(CONFIGS)]
+                for i, (select, extra) in enumerate(configs)]
     worst = max(abs(r["ratio"] - 1) for r in rows)
     if args.json:
         print(json.dumps({"rows": rows, "worst_relative_error": worst, "target": 0.15}, indent=2))
