@@ -6,6 +6,7 @@ run stops the benchmark with the tail of its stderr (a figure from a half-run is
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -55,3 +56,14 @@ def write_corpus(folder: Path, sizes: dict[str, int], text: Callable[[random.Ran
 
 def corpus_flags(files: dict[str, Path]) -> list:
     return ["--train", files["train"], "--dev", files["dev"], "--test", files["test"]]
+
+
+def summary(values: list[float]) -> dict:
+    """Mean, sample std and the half-width of a 95% t interval (nan for one seed)."""
+    import numpy as np
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    std = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+    half = float(stats.t.ppf(0.975, len(x) - 1) * std / math.sqrt(len(x))) if len(x) > 1 else math.nan
+    return {"mean": float(x.mean()), "std": std, "ci95": half, "values": [float(v) for v in x]}

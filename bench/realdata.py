@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import summary
 from revtune import corpora
 from revtune.rundir import write_jsonl
 
@@ -83,16 +84,6 @@ def train_one(name: str, splits: dict, seed: int, folder: Path, args, extra: lis
             "test": metrics["test"].get("macro_f1"), "best_dev": metrics["best_dev"].get("macro_f1"),
             "best_dev_step": metrics["best_dev"].get("step"), "steps": metrics["steps"],
             "train_seconds": metrics["train_seconds"], "wall_seconds": time.perf_counter() - started}
-
-
-def summary(values: list[float]) -> dict:
-    """Mean, sample std and the half-width of a 95% t interval (nan for one seed)."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    std = float(x.std(ddof=1)) if len(x) > 1 else math.nan
-    half = float(stats.t.ppf(0.975, len(x) - 1) * std / math.sqrt(len(x))) if len(x) > 1 else math.nan
-    return {"mean": float(x.mean()), "std": std, "ci95": half, "values": [float(v) for v in x]}
 
 
 def main() -> None:
