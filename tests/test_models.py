@@ -7,7 +7,7 @@ from torch import nn
 
 from revtune import adapters
 from revtune.errors import RevtuneError
-from revtune.models import decoder_blocks, load_model
+from revtune.models import decoder_blocks, load_model, publish_conversion
 
 SMALL = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0)
@@ -110,8 +110,6 @@ def test_trainable_table_counts_are_true_counts():
 
 
 def test_a_conversion_that_loses_the_race_uses_the_winners_copy(tmp_path):
-    from revtune.models import publish_conversion
-
     target, mine = tmp_path / "model", tmp_path / "model.tmp2"
     target.mkdir()
     (target / "config.json").write_text('{"winner": true}')
@@ -123,11 +121,9 @@ def test_a_conversion_that_loses_the_race_uses_the_winners_copy(tmp_path):
 
 
 def test_a_conversion_blocked_by_an_unfinished_copy_still_fails(tmp_path):
-    from revtune.models import publish_conversion
-
     target, mine = tmp_path / "model", tmp_path / "model.tmp2"
     (target / "half").mkdir(parents=True)
-    (mine / "config.json").parent.mkdir()
+    mine.mkdir()
     (mine / "config.json").write_text("{}")
     with pytest.raises(OSError):
         publish_conversion(mine, target)
